@@ -1,0 +1,168 @@
+"""Check every user-facing config value before any work starts.
+
+Each problem is a :class:`ConfigError` whose message names the key, the value given and
+what is allowed, e.g. ``init.scheme='xavir' is not one of: fixed, kaiming, lecun, xavier,
+zeros (did you mean 'xavier'?)``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from .functional import ACTIVATIONS, BACKPROP_MODES, LOSSES
+from .functional.registry import _unknown
+from .init import DISTRIBUTIONS
+from .training.optimizers import OPTIMIZERS, SCHEDULERS
+from .training.task import INIT_SCHEMES, MODELS
+
+PRECISIONS = ("32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
+ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message says which, and what is allowed."""
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _need(cond: bool, key: str, value: Any, allowed: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}={value!r} {allowed}")
+
+
+def _choice(key: str, value: Any, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(str(_unknown(key, value, allowed)))
+
+
+def _check_model(m: Mapping) -> None:
+    _choice("model.kind", m.get("kind"), MODELS)
+    hidden = m.get("hidden") or []
+    _need(isinstance(hidden, list | tuple), "model.hidden", hidden, "must be a list of sizes")
+    for i, h in enumerate(hidden):
+        _need(_is_int(h) and h >= 1, f"model.hidden[{i}]", h, "must be an integer ≥ 1")
+    _choice("model.activation", m.get("activation"), ACTIVATIONS)
+    if m.get("output_activation") is not None:
+        _choice("model.output_activation", m.get("output_activation"), ACTIVATIONS)
+    _choice("model.backprop", m.get("backprop"), BACKPROP_MODES)
+    _choice("model.loss", m.get("loss"), LOSSES)
+    _need(isinstance(m.get("compile", False), bool), "model.compile", m.get("compile"),
+          "must be true or false")
+
+
+def _check_init(i: Mapping) -> None:
+    _choice("init.distribution", i.get("distribution"), DISTRIBUTIONS)
+    _choice("init.scheme", i.get("scheme"), INIT_SCHEMES)
+    scale = i.get("scale", 1.0)
+    _need(_is_num(scale) and scale > 0, "init.scale", scale, "must be a number > 0")
+    std = i.get("std")
+    if i.get("scheme") == "fixed":
+        _need(_is_num(std) and std > 0, "init.std", std, "must be a number > 0 with scheme=fixed")
+    else:
+        _need(std is None, "init.std", std, f"is only used with init.scheme=fixed, not "
+              f"{i.get('scheme')!r}; leave it null")
+    gain = i.get("gain")
+    _need(gain is None or (_is_num(gain) and gain > 0), "init.gain", gain,
+          "must be null or a number > 0")
+
+
+def _check_optimizer(o: Mapping) -> None:
+    _choice("optimizer.name", o.get("name"), OPTIMIZERS)
+    lr = o.get("lr")
+    _need(_is_num(lr) and lr > 0, "optimizer.lr", lr, "must be a number > 0")
+    mom = o.get("momentum", 0.0) or 0.0
+    _need(_is_num(mom) and 0 <= mom < 1, "optimizer.momentum", mom, "must be in [0, 1)")
+    wd = o.get("weight_decay", 0.0) or 0.0
+    _need(_is_num(wd) and wd >= 0, "optimizer.weight_decay", wd, "must be a number ≥ 0")
+    if "betas" in o:
+        b = o.get("betas")
+        ok = isinstance(b, list | tuple) and len(b) == 2 and all(_is_num(x) and 0 <= x < 1 for x in b)
+        _need(ok, "optimizer.betas", b, "must be two numbers in [0, 1)")
+
+
+def _check_scheduler(s: Mapping) -> None:
+    _choice("scheduler.name", s.get("name"), SCHEDULERS)
+    for key, lo in (("step_size", 1), ("warmup_steps", 0)):
+        if key in s:
+            _need(_is_int(s[key]) and s[key] >= lo, f"scheduler.{key}", s[key],
+                  f"must be an integer ≥ {lo}")
+    if "gamma" in s:
+        _need(_is_num(s["gamma"]) and 0 < s["gamma"] <= 1, "scheduler.gamma", s["gamma"],
+              "must be in (0, 1]")
+    if "min_lr_ratio" in s:
+        _need(_is_num(s["min_lr_ratio"]) and 0 <= s["min_lr_ratio"] <= 1, "scheduler.min_lr_ratio",
+              s["min_lr_ratio"], "must be in [0, 1]")
+
+
+def _check_data(d: Mapping) -> None:
+    from .data import check_dataset_args
+
+    try:
+        check_dataset_args(d.get("name"), d.get("n_samples"), d.get("noise"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    bs = d.get("batch_size")
+    _need(bs is None or (_is_int(bs) and bs >= 1), "data.batch_size", bs,
+          "must be null (full batch) or an integer ≥ 1")
+    for key in ("val_fraction", "test_fraction"):
+        v = d.get(key, 0.0)
+        _need(_is_num(v) and 0 <= v < 1, f"data.{key}", v, "must be in [0, 1)")
+
+
+def _check_trainer(t: Mapping) -> None:
+    acc = str(t.get("accelerator", "auto"))
+    _choice("trainer.accelerator", acc, ACCELERATORS)
+    if acc in ("gpu", "cuda"):
+        _need(torch.cuda.is_available(), "trainer.accelerator", acc,
+              "needs a CUDA GPU and none is available; use trainer=cpu")
+    devices = t.get("devices", 1)
+    if devices != "auto":
+        _need(_is_int(devices) and devices >= 1, "trainer.devices", devices,
+              "must be an integer ≥ 1 or 'auto'")
+        if acc in ("gpu", "cuda"):
+            n = torch.cuda.device_count()
+            _need(devices <= n, "trainer.devices", devices, f"exceeds the {n} GPU(s) available")
+        elif acc == "cpu" and devices > (os.cpu_count() or 1) * 4:
+            raise ConfigError(f"trainer.devices={devices} is far more than this machine's "
+                              f"{os.cpu_count()} CPU cores")
+    prec = str(t.get("precision", "32"))
+    _choice("trainer.precision", prec, PRECISIONS)
+    if acc == "cpu" and prec == "16-mixed":
+        raise ConfigError("trainer.precision='16-mixed' needs a GPU; on CPU use 32 or bf16-mixed")
+    for key in ("max_epochs", "log_every_n_steps"):
+        v = t.get(key)
+        if v is not None:
+            _need(_is_int(v) and (v >= 1 or (key == "max_epochs" and v == -1)), f"trainer.{key}",
+                  v, "must be an integer ≥ 1")
+    ms = t.get("max_steps", -1)
+    _need(_is_int(ms) and (ms == -1 or ms >= 1), "trainer.max_steps", ms, "must be -1 or ≥ 1")
+
+
+def validate_config(cfg: Mapping) -> None:
+    """Raise :class:`ConfigError` for the first bad value in a composed training config."""
+    seed = cfg.get("seed")
+    _need(_is_int(seed) and seed >= 0, "seed", seed, "must be an integer ≥ 0")
+    for group in ("data", "model", "init", "optimizer", "scheduler", "trainer"):
+        if not isinstance(cfg.get(group), Mapping):
+            raise ConfigError(f"{group}: missing from the config (pick one with {group}=...)")
+    _check_data(cfg["data"])
+    _check_model(cfg["model"])
+    _check_init(cfg["init"])
+    _check_optimizer(cfg["optimizer"])
+    _check_scheduler(cfg["scheduler"])
+    _check_trainer(cfg["trainer"])
+    ckpt = cfg.get("ckpt_path")
+    if ckpt is not None and ckpt != "last":
+        _need(os.path.isfile(str(ckpt)), "ckpt_path", ckpt,
+              "is not a file; give a checkpoint path, 'last' or null")

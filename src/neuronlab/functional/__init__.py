@@ -1,0 +1,37 @@
+"""The chain rule, op by op: one ``torch.autograd.Function`` per op, called like
+``torch.nn.functional``. See ``registry.OPS`` for the table of ops."""
+
+from .activations import gelu, leaky_relu, relu, sigmoid, softplus, tanh
+from .linear import linear
+from .losses import binary_cross_entropy_with_logits, cross_entropy, mse_loss
+from .registry import (
+    ACTIVATIONS,
+    BACKPROP_MODES,
+    LOSSES,
+    OPS,
+    OpSpec,
+    check_backprop,
+    get_activation,
+    get_loss,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "BACKPROP_MODES",
+    "LOSSES",
+    "OPS",
+    "OpSpec",
+    "binary_cross_entropy_with_logits",
+    "check_backprop",
+    "cross_entropy",
+    "gelu",
+    "get_activation",
+    "get_loss",
+    "leaky_relu",
+    "linear",
+    "mse_loss",
+    "relu",
+    "sigmoid",
+    "softplus",
+    "tanh",
+]

@@ -1,0 +1,153 @@
+"""One table of ops: name → manual Function, plain-torch reference, and valid inputs.
+
+Tests, ``neuronlab-check``, the gradient checker and the benchmark all loop over ``OPS``
+instead of repeating themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import activations as A
+from . import losses as L
+from .linear import linear
+
+Sampler = Callable[..., tuple]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """An op: ``manual(*inputs)`` and ``reference(*inputs)`` compute the same thing."""
+
+    name: str
+    kind: str  # "linear" | "activation" | "loss"
+    manual: Callable[..., Tensor]
+    reference: Callable[..., Tensor]
+    sample: Sampler  # sample(shape, dtype, device, generator) -> inputs (grads as needed)
+
+
+def _randn(shape, dtype, device, generator, requires_grad=True) -> Tensor:
+    x = torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype=dtype, device=device)
+    return x.requires_grad_(requires_grad)
+
+
+def _away_from_zero(shape, dtype, device, generator) -> Tensor:
+    """Values in ±[0.1, 2): a finite difference never straddles the kink at 0."""
+    mag = torch.rand(shape, generator=generator, dtype=torch.float64) * 1.9 + 0.1
+    sign = torch.randint(0, 2, shape, generator=generator).to(torch.float64) * 2 - 1
+    return (mag * sign).to(dtype=dtype, device=device).requires_grad_(True)
+
+
+def _sample_linear(shape, dtype, device, generator):
+    *batch, n_in = shape
+    n_out = 3
+    x = _randn(shape, dtype, device, generator)
+    w = _randn((n_out, n_in), dtype, device, generator)
+    b = _randn((n_out,), dtype, device, generator)
+    return x, w, b
+
+
+def _sample_smooth(shape, dtype, device, generator):
+    return (_randn(shape, dtype, device, generator),)
+
+
+def _sample_kinked(shape, dtype, device, generator):
+    return (_away_from_zero(shape, dtype, device, generator),)
+
+
+def _sample_mse(shape, dtype, device, generator):
+    return _randn(shape, dtype, device, generator), _randn(shape, dtype, device, generator)
+
+
+def _sample_bce(shape, dtype, device, generator):
+    z = _randn(shape, dtype, device, generator)
+    y = torch.rand(shape, generator=generator, dtype=torch.float64).to(dtype=dtype, device=device)
+    return z, y.requires_grad_(True)
+
+
+def _sample_cross_entropy(shape, dtype, device, generator):
+    z = _randn(shape, dtype, device, generator)
+    y = torch.randint(0, shape[-1], tuple(shape[:-1]), generator=generator).to(device)
+    return z, y
+
+
+OPS: dict[str, OpSpec] = {
+    spec.name: spec
+    for spec in [
+        OpSpec("linear", "linear", linear, F.linear, _sample_linear),
+        OpSpec("sigmoid", "activation", A.sigmoid, torch.sigmoid, _sample_smooth),
+        OpSpec("tanh", "activation", A.tanh, torch.tanh, _sample_smooth),
+        OpSpec("relu", "activation", A.relu, torch.relu, _sample_kinked),
+        OpSpec("leaky_relu", "activation", A.leaky_relu, F.leaky_relu, _sample_kinked),
+        OpSpec("softplus", "activation", A.softplus, F.softplus, _sample_smooth),
+        OpSpec("gelu", "activation", A.gelu, F.gelu, _sample_smooth),
+        OpSpec("mse_loss", "loss", L.mse_loss, F.mse_loss, _sample_mse),
+        OpSpec(
+            "binary_cross_entropy_with_logits",
+            "loss",
+            L.binary_cross_entropy_with_logits,
+            F.binary_cross_entropy_with_logits,
+            _sample_bce,
+        ),
+        OpSpec("cross_entropy", "loss", L.cross_entropy, F.cross_entropy, _sample_cross_entropy),
+    ]
+}
+
+
+def _identity(input: Tensor) -> Tensor:
+    return input
+
+
+# Activations by the name a config uses: name -> (manual, reference)
+ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]] = {
+    "identity": (_identity, _identity),
+    **{name: (OPS[name].manual, OPS[name].reference) for name, spec in OPS.items()
+       if spec.kind == "activation"},
+}
+
+# Losses by short name: name -> (manual, reference, takes_logits)
+LOSSES: dict[str, tuple[Callable[..., Tensor], Callable[..., Tensor], bool]] = {
+    "mse": (L.mse_loss, F.mse_loss, False),
+    "bce": (L.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, True),
+    "cross_entropy": (L.cross_entropy, F.cross_entropy, True),
+}
+
+BACKPROP_MODES = ("manual", "autograd")
+
+
+def _unknown(key: str, value: str, allowed) -> ValueError:
+    import difflib
+
+    allowed = sorted(allowed)
+    msg = f"{key}={value!r} is not one of: {', '.join(allowed)}"
+    close = difflib.get_close_matches(str(value), allowed, n=1)
+    if close:
+        msg += f" (did you mean {close[0]!r}?)"
+    return ValueError(msg)
+
+
+def get_activation(name: str, backprop: str = "manual") -> Callable[[Tensor], Tensor]:
+    """The activation called ``name``, manual (our Function) or autograd (plain torch)."""
+    if name not in ACTIVATIONS:
+        raise _unknown("activation", name, ACTIVATIONS)
+    check_backprop(backprop)
+    return ACTIVATIONS[name][0 if backprop == "manual" else 1]
+
+
+def get_loss(name: str, backprop: str = "manual") -> Callable[..., Tensor]:
+    """The loss called ``name`` (mse, bce, cross_entropy), manual or autograd."""
+    if name not in LOSSES:
+        raise _unknown("loss", name, LOSSES)
+    check_backprop(backprop)
+    return LOSSES[name][0 if backprop == "manual" else 1]
+
+
+def check_backprop(backprop: str) -> str:
+    if backprop not in BACKPROP_MODES:
+        raise _unknown("backprop", backprop, BACKPROP_MODES)
+    return backprop

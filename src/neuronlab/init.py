@@ -1,0 +1,130 @@
+"""Weight initialization: a distribution, a scale rule, and a multiplier.
+
+The std of each layer's weights comes from a scale rule, times ``scale``:
+
+====== ==============================================  =====================================
+scheme std                                              why
+====== ==============================================  =====================================
+fixed  ``std``                                          the same for every layer
+lecun  1/√fan_in                                        keeps Var(z) = Var(x) for a linear unit
+xavier gain·√(2/(fan_in + fan_out))  (gain 1)           keeps forward *and* backward variance
+kaiming gain/√fan_in  (gain of the activation)          ReLU halves the variance: gain √2
+====== ==============================================  =====================================
+
+``normal`` draws N(0, std²); ``uniform`` draws U(−√3·std, √3·std), which has the *same*
+variance — so normal-vs-uniform compares the distribution alone. Biases start at zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .functional.registry import _unknown
+
+DISTRIBUTIONS = ("normal", "uniform")
+SCHEMES = ("fixed", "lecun", "xavier", "kaiming")
+
+# Gain of each activation for the kaiming rule: √(1 / E[a(z)²]/Var(z)) for z ~ N(0, 1)-ish.
+# relu √2 (half the inputs are zeroed); tanh 5/3 and sigmoid 1 as torch.nn.init.calculate_gain;
+# gelu and softplus are relu-like, so √2.
+ACTIVATION_GAINS = {
+    "identity": 1.0,
+    "sigmoid": 1.0,
+    "tanh": 5.0 / 3.0,
+    "relu": math.sqrt(2.0),
+    "leaky_relu": math.sqrt(2.0 / (1 + 0.01**2)),
+    "gelu": math.sqrt(2.0),
+    "softplus": math.sqrt(2.0),
+}
+
+
+def init_std(
+    fan_in: int,
+    fan_out: int,
+    scheme: str,
+    scale: float = 1.0,
+    std: float | None = None,
+    gain: float | None = None,
+    activation: str = "identity",
+) -> float:
+    """The std that ``scheme`` gives a weight matrix of shape ``(fan_out, fan_in)``."""
+    if scheme == "fixed":
+        if std is None:
+            raise ValueError("init.std is required with init.scheme='fixed' (e.g. init.std=0.01)")
+        base = std
+    elif scheme == "lecun":
+        base = 1.0 / math.sqrt(fan_in)
+    elif scheme == "xavier":
+        base = (1.0 if gain is None else gain) * math.sqrt(2.0 / (fan_in + fan_out))
+    elif scheme == "kaiming":
+        g = ACTIVATION_GAINS.get(activation, 1.0) if gain is None else gain
+        base = g / math.sqrt(fan_in)
+    else:
+        raise _unknown("init.scheme", scheme, SCHEMES)
+    return base * scale
+
+
+def _weighted_modules(module: nn.Module):
+    """Every submodule with a 2-D ``weight`` (our Layer/Neuron, nn.Linear)."""
+    for m in module.modules():
+        w = getattr(m, "weight", None)
+        if isinstance(w, torch.Tensor) and w.dim() == 2:
+            yield m
+
+
+@torch.no_grad()
+def initialize_(
+    module: nn.Module,
+    distribution: str = "normal",
+    scheme: str = "kaiming",
+    scale: float = 1.0,
+    std: float | None = None,
+    gain: float | None = None,
+    generator: torch.Generator | None = None,
+) -> nn.Module:
+    """Initialize every layer of ``module`` in place; biases to zero. Returns ``module``.
+
+    Args:
+        module: a ``Neuron``, ``Layer``, ``MLP`` or any module holding 2-D weights.
+        distribution: ``"normal"`` or ``"uniform"`` (same variance as the normal).
+        scheme: ``"fixed"``, ``"lecun"``, ``"xavier"`` or ``"kaiming"``.
+        scale: multiplies the std the scheme gives.
+        std: the std for ``scheme="fixed"`` (only then).
+        gain: overrides the gain of ``xavier`` (1) and ``kaiming`` (the activation's).
+        generator: the source of randomness (on the weights' device), for reproducible draws.
+    """
+    if distribution not in DISTRIBUTIONS:
+        raise _unknown("init.distribution", distribution, DISTRIBUTIONS)
+    if scheme not in SCHEMES:
+        raise _unknown("init.scheme", scheme, SCHEMES)
+    if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
+        raise ValueError(f"init.scale={scale!r} must be a finite number > 0")
+    if std is not None and scheme != "fixed":
+        raise ValueError(f"init.std={std!r} is only used with init.scheme='fixed', not {scheme!r}")
+    if std is not None and not std > 0:
+        raise ValueError(f"init.std={std!r} must be > 0")
+    if gain is not None and not gain > 0:
+        raise ValueError(f"init.gain={gain!r} must be > 0")
+    for m in _weighted_modules(module):
+        fan_out, fan_in = m.weight.shape
+        s = init_std(fan_in, fan_out, scheme, scale, std, gain, getattr(m, "activation", "identity"))
+        if distribution == "normal":
+            m.weight.normal_(0.0, s, generator=generator)
+        else:
+            bound = math.sqrt(3.0) * s  # Var(U(−a, a)) = a²/3 = s²
+            m.weight.uniform_(-bound, bound, generator=generator)
+        if getattr(m, "bias", None) is not None:
+            m.bias.zero_()
+    return module
+
+
+@torch.no_grad()
+def zeros_(module: nn.Module) -> nn.Module:
+    """All weights and biases to zero: every neuron of a layer then gets the same gradient,
+    so they stay identical forever (the symmetry that random init breaks)."""
+    for p in module.parameters():
+        p.zero_()
+    return module

@@ -1,0 +1,20 @@
+"""Training: the LightningModule, its callbacks, and ``train(cfg)``."""
+
+from .audit import GradientAudit, GradientMismatch
+from .checkpoint import CheckpointError, SafeCheckpointIO, load_checkpoint
+from .divergence import DivergenceGuard, Diverged
+from .flow import GradientFlow
+from .task import LearnTask, build_network
+
+__all__ = [
+    "CheckpointError",
+    "Diverged",
+    "DivergenceGuard",
+    "GradientAudit",
+    "GradientFlow",
+    "GradientMismatch",
+    "LearnTask",
+    "SafeCheckpointIO",
+    "build_network",
+    "load_checkpoint",
+]

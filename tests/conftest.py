@@ -1,0 +1,46 @@
+# pytest tests/
+"""Shared test helpers: skip ``cuda`` tests without a GPU, and run device tests on every device.
+
+The markers ``slow`` and ``cuda`` are declared in ``pyproject.toml``; nothing is registered here.
+
+A test that takes a ``device`` argument runs once per entry of ``DEVICES`` (``"cpu"``, plus
+``"cuda"`` when a GPU is present, that run marked ``cuda``), so CUDA runs the same checks.
+The ``devices`` fixture gives the same list to a test that wants to loop itself.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+DEVICES: list[str] = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "device" in metafunc.fixturenames:
+        params = [
+            pytest.param(d, id=d, marks=[pytest.mark.cuda] if d == "cuda" else [])
+            for d in DEVICES
+        ]
+        metafunc.parametrize("device", params)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip_cuda)
+
+
+@pytest.fixture
+def devices() -> list[str]:
+    """The devices to check on: ``["cpu"]``, plus ``"cuda"`` when available."""
+    return list(DEVICES)
+
+
+@pytest.fixture
+def generator() -> torch.Generator:
+    """A seeded CPU generator, so no test relies on the global RNG."""
+    return torch.Generator().manual_seed(0)
