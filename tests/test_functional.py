@@ -227,7 +227,8 @@ def test_backward_respects_needs_input_grad(name):
         grads = function.backward(ctx, upstream)
         assert len(grads) == len(inputs)
         for j, g in enumerate(grads):
-            wanted = j == i and isinstance(inputs[j], torch.Tensor) and inputs[j].is_floating_point()
+            is_float = isinstance(inputs[j], torch.Tensor) and inputs[j].is_floating_point()
+            wanted = j == i and is_float
             assert (g is not None) == wanted, f"{name}: slot {j} with needs_input_grad={needs}"
     ctx = _Ctx((False,) * len(inputs))
     function.setup_context(ctx, inputs, out)

@@ -166,3 +166,21 @@ def validate_config(cfg: Mapping) -> None:
     if ckpt is not None and ckpt != "last":
         _need(os.path.isfile(str(ckpt)), "ckpt_path", ckpt,
               "is not a file; give a checkpoint path, 'last' or null")
+
+
+def compose(overrides: list[str] | None = None, output_dir: str | os.PathLike | None = None):
+    """Compose ``conf/train.yaml`` with ``overrides`` through Hydra's compose API (what tests,
+    experiments and notebooks use instead of the command line). ``output_dir`` sets
+    ``paths.output_dir`` (the command line takes it from Hydra's run folder)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from .paths import config_dir
+
+    overrides = list(overrides or [])
+    if output_dir is not None:
+        overrides.append(f"paths.output_dir={output_dir}")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return hydra_compose(config_name="train", overrides=overrides)

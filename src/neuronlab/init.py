@@ -110,7 +110,8 @@ def initialize_(
         raise ValueError(f"init.gain={gain!r} must be > 0")
     for m in _weighted_modules(module):
         fan_out, fan_in = m.weight.shape
-        s = init_std(fan_in, fan_out, scheme, scale, std, gain, getattr(m, "activation", "identity"))
+        activation = getattr(m, "activation", "identity")
+        s = init_std(fan_in, fan_out, scheme, scale, std, gain, activation)
         if distribution == "normal":
             m.weight.normal_(0.0, s, generator=generator)
         else:

@@ -146,7 +146,8 @@ class SoftplusFunction(torch.autograd.Function):
     def forward(input: Tensor, beta: float, threshold: float) -> Tensor:
         bz = input * beta
         # log1p(exp(βz)) overflows for large βz, where softplus(z) = z to machine precision
-        return torch.where(bz > threshold, input, torch.log1p(torch.exp(bz.clamp(max=threshold))) / beta)
+        below = torch.log1p(torch.exp(bz.clamp(max=threshold))) / beta
+        return torch.where(bz > threshold, input, below)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:

@@ -1,0 +1,120 @@
+"""``neuronlab-explain``: print, number by number, what the text claims.
+
+    neuronlab-explain chain   # one neuron, one cats drawing: forward, backward, vs autograd
+    neuronlab-explain node    # z = x·y + sin(x) under L = z²
+    neuronlab-explain loss    # ln C at equal logits; each loss's first gradient
+
+The numbers come from ``neuronlab.explain_chain`` / ``neuronlab.explain_loss``; this file only
+prints them. Exit status 0 when every manual number equals autograd's (float64), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from ..explain_chain import TOLERANCE, GradRow, chain_rule_neuron, node_example
+from ..explain_loss import loss_claims
+
+COMMANDS = ("chain", "node", "loss")
+
+
+def _verdict(ok: bool) -> str:
+    return "[bold green]PASS[/]" if ok else "[bold red]FAIL[/]"
+
+
+def _grad_table(title: str, rows: list[GradRow], name: str = "∂L/∂{}") -> Table:
+    table = Table(title=title)
+    for col in (name.format("·"), "local derivative", "local", "× upstream", "= manual",
+                "autograd", "|diff|", ""):
+        table.add_column(col, justify="left" if col in ("local derivative", "") else "right")
+    for r in rows:
+        table.add_row(name.format(r.node), r.formula, f"{r.local:+.6f}", f"{r.upstream:+.6f}",
+                      f"{r.manual:+.10f}", f"{r.autograd:+.10f}", f"{r.diff:.1e}", _verdict(r.ok))
+    return table
+
+
+def explain_chain(console: Console, seed: int, example: int, out: str) -> bool:
+    from ..explain import draw_chain_rule
+
+    report = chain_rule_neuron(seed=seed, example=example)
+    what = "a cat" if report.y == 1 else "not a cat"
+    console.print(f"[bold]One sigmoid neuron, BCE loss, on drawing {example} of the cats data "
+                  f"(y = {report.y:.0f}: {what}); weights ~ N(0, 0.5²), seed {seed}[/]")
+    forward = Table(title="forward pass: every node and its value")
+    for col in ("node", "computed as", "value"):
+        forward.add_column(col, justify="right" if col == "value" else "left")
+    for r in report.forward:
+        forward.add_row(r.node, r.formula, f"{r.value:+.10f}")
+    console.print(forward)
+    console.print(_grad_table("backward pass, node by node: ∂L/∂node = local × upstream",
+                              report.backward))
+    console.print(_grad_table("the fused form: ∂L/∂z = a − y = ∂L/∂a · ∂a/∂z", report.fused))
+    for path in draw_chain_rule(report, out):
+        console.print(f"picture: {path}")
+    if not shutil.which("dot"):
+        console.print("note: Graphviz `dot` not found: no chain_rule.dot / chain_rule.svg "
+                      "(the matplotlib PNG is written either way)")
+    return report.ok
+
+
+def explain_node(console: Console) -> bool:
+    from ..explain_chain import NODE_FUNCTION
+
+    report = node_example()
+    console.print(f"[bold]{NODE_FUNCTION}[/]   at x = {report.x}, y = {report.y}: "
+                  f"z = {report.z:+.10f}, L = {report.loss:.10f}")
+    title = "upstream ∂L/∂z = 2z, then ∂L/∂x = ∂L/∂z · ∂z/∂x and ∂L/∂y = ∂L/∂z · ∂z/∂y"
+    console.print(_grad_table(title, report.rows))
+    return report.ok
+
+
+def explain_loss(console: Console, seed: int) -> bool:
+    claims = loss_claims(batch=32, seed=seed)
+    table = Table(title="the text's claims about losses, on real batches (float64)")
+    for col in ("claim", "formula", "shown at", "formula value", "autograd", "max |diff|", ""):
+        right = col in ("formula value", "autograd", "max |diff|")
+        table.add_column(col, justify="right" if right else "left")
+    for c in claims:
+        table.add_row(c.claim, c.formula, c.shown, f"{c.formula_value:+.10f}",
+                      f"{c.autograd_value:+.10f}", f"{c.max_diff:.1e}", _verdict(c.ok))
+    console.print(table)
+    return all(c.ok for c in claims)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neuronlab-explain", description="Show, with numbers, what the text claims."
+    )
+    parser.add_argument("command", nargs="?", default="chain", choices=COMMANDS,
+                        help="chain (default): one neuron's chain rule; node: z = h(x, y); "
+                        "loss: ln C and the losses' first gradients")
+    parser.add_argument("--seed", type=int, default=0, help="seed of data and weights (0)")
+    parser.add_argument("--example", type=int, default=0, help="chain: row of the cats data")
+    parser.add_argument("--out", default="docs/img", help="chain: folder for the picture")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return 0 when every number agrees with autograd, 1 otherwise."""
+    args = build_parser().parse_args(argv)
+    console = Console()
+    if not console.is_terminal:  # piped or captured: wide enough for the tables
+        console = Console(width=140)
+    if args.command == "chain":
+        ok = explain_chain(console, args.seed, args.example, args.out)
+    elif args.command == "node":
+        ok = explain_node(console)
+    else:
+        ok = explain_loss(console, args.seed)
+    console.print(f"manual == autograd within {TOLERANCE:g} (float64): {_verdict(ok)}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,467 @@
+"""Verification: is a backward pass right?
+
+- :func:`check_function` — one op: its vector-Jacobian product Jᵀv (backprop of a seeded
+  random upstream gradient ``v``) against central finite differences and, optionally, autograd
+  through a plain-torch ``reference``. It also watches each custom Function's *raw* backward
+  output, because torch's engine silently sums an unreduced broadcast dimension and casts a
+  wrong dtype (the final gradient then looks right), and whether a backward writes into its
+  ``grad_output``.
+- :func:`compare_gradients` — a whole model: each parameter's gradient through the manual
+  Functions vs through autograd, same parameters, same batch.
+
+Relative error, everywhere here, is norm-wise per tensor:
+``rel(a, b) = ‖a − b‖∞ / max(‖a‖∞, ‖b‖∞, floor)`` — 0 when both are 0, ≥ 1 when one is 0 and
+the other not, never inflated by tiny entries. Against finite differences the floor is 1e5 ×
+FD's own rounding noise (≈ ε_mach·Σ|v|·|f|/eps), so a gradient too small for FD to resolve is
+not flagged; an exact op in float64 with eps=1e-6 scores ~1e-10 or below.
+Grades: ``good`` (rel ≤ 1e-7), ``acceptable`` (≤ 1e-4, typical near kinks), ``wrong``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .functional.registry import LOSSES, get_loss
+
+GOOD, ACCEPTABLE = 1e-7, 1e-4
+KINK_TOL = 1e-3  # one-sided slopes that differ by more than this × the gradient's scale
+_F64 = torch.float64
+_TINY = torch.finfo(_F64).tiny
+_ORDER = ("good", "acceptable", "wrong", "error")
+
+
+def _amax(t: Tensor) -> float:
+    return t.detach().abs().max().item() if t.numel() else 0.0
+
+
+def relative_error(a: Tensor, b: Tensor, floor: float = 0.0) -> float:
+    """``‖a − b‖∞ / max(‖a‖∞, ‖b‖∞, floor, tiny)``, in float64 (0.0 for empty tensors)."""
+    a, b = a.detach().to(_F64), b.detach().to(device=a.device, dtype=_F64)
+    return _amax(a - b) / max(_amax(a), _amax(b), floor, _TINY)
+
+
+def grade(rel: float) -> str:
+    """``good`` (≤ 1e-7), ``acceptable`` (≤ 1e-4) or ``wrong`` (above, or not finite)."""
+    if not math.isfinite(rel) or rel > ACCEPTABLE:
+        return "wrong"
+    return "good" if rel <= GOOD else "acceptable"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [list(headers)] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[k]) for r in cells) for k in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in cells)
+
+
+# ---- check_function --------------------------------------------------------------------
+
+
+@dataclass
+class InputReport:
+    """One checked input: its analytic gradient against FD (and the reference)."""
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    max_abs_error: float = math.nan  # max |analytic − FD| over the entries not at a kink
+    fd_rel_error: float = math.nan
+    reference_rel_error: float | None = None
+    max_rel_error: float = math.nan  # the graded number: the worse of FD and reference
+    worst_entry: tuple[int, ...] | None = None  # where |analytic − FD| is largest
+    kinks: int = 0  # entries within eps of a kink: left out of the FD comparison
+    grade: str = "error"  # good | acceptable | wrong | error (a problem below, or a raise)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FunctionReport:
+    """What :func:`check_function` found; ``str(report)`` is a readable table."""
+
+    name: str
+    eps: float
+    inputs: list[InputReport] = field(default_factory=list)
+    forward_rel_error: float | None = None  # output vs the reference's output
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def grade(self) -> str:
+        if self.errors or not self.inputs:
+            return "error"
+        fwd = "good" if self.forward_rel_error is None else grade(self.forward_rel_error)
+        return max([fwd] + [r.grade for r in self.inputs], key=_ORDER.index)
+
+    @property
+    def ok(self) -> bool:
+        return self.grade in ("good", "acceptable")
+
+    @property
+    def worst_relative(self) -> float:
+        return max((r.max_rel_error for r in self.inputs), default=math.nan)
+
+    def __str__(self) -> str:
+        fwd = self.forward_rel_error
+        head = (f"check_function({self.name}): {'OK' if self.ok else 'FAILED'} ({self.grade}; "
+                f"float64, eps={self.eps:g}"
+                + ("" if fwd is None else f", output vs reference {fwd:.1e}") + ")")
+        rows = [(r.index, r.name, r.shape, f"{r.max_abs_error:.1e}", f"{r.fd_rel_error:.1e}",
+                 "-" if r.reference_rel_error is None else f"{r.reference_rel_error:.1e}",
+                 r.kinks, r.grade) for r in self.inputs]
+        lines = [head, _table(("#", "input", "shape", "max abs err", "rel err FD",
+                               "rel err ref", "kinks", "grade"), rows)]
+        lines += [f"problem: input {r.index} ({r.name}): {p}" for r in self.inputs
+                  for p in r.problems]
+        return "\n".join(lines + [f"error: {e}" for e in self.errors]
+                         + [f"warning: {w}" for w in self.warnings])
+
+
+class _BackwardProbe:
+    """Wraps each custom Function's backward node in a graph to see what it returned *before*
+    the engine reduced/cast it, and whether it wrote into its grad_output."""
+
+    def __init__(self, leaves: dict[int, str]) -> None:
+        self.leaves = leaves  # id(leaf tensor) -> its label
+        self.problems: list[tuple[str | None, str]] = []  # (label of the input or None, msg)
+        self.current: Any = None  # the node whose backward ran last
+
+    def install(self, outputs: Sequence[Tensor]) -> None:
+        stack, seen = [o.grad_fn for o in outputs], set()
+        while stack:
+            node = stack.pop()
+            if node is not None and id(node) not in seen:
+                seen.add(id(node))
+                if hasattr(node, "_forward_cls"):  # a Python custom Function's node (its ctx)
+                    self._wrap(node)
+                stack.extend(n for n, _ in node.next_functions)
+
+    def label(self, node: Any, k: int) -> str | None:
+        nxt = node.next_functions[k][0] if k < len(node.next_functions) else None
+        return self.leaves.get(id(getattr(nxt, "variable", None)))
+
+    def note(self, label: str | None, msg: str) -> None:
+        if (label, msg) not in self.problems:
+            self.problems.append((label, msg))
+
+    def _wrap(self, node: Any) -> None:
+        original, raw = node.apply, []
+
+        def apply(*grads):  # the engine calls node.apply(*grad_outputs)
+            self.current = node
+            before = [g.clone() if isinstance(g, Tensor) else g for g in grads]
+            result = original(*grads)
+            for k, (g, b) in enumerate(zip(grads, before, strict=True)):
+                if isinstance(g, Tensor) and not torch.equal(g, b):
+                    self.note(None, f"{node.name()} modified its grad_output {k} in place")
+            raw[:] = [r for r in (result if isinstance(result, tuple) else (result,))
+                      if r is not None]
+            return result
+
+        def compare(grad_inputs, grad_outputs):  # grad_inputs: after the engine's sum_to/cast
+            given = [(k, g) for k, g in enumerate(grad_inputs) if g is not None]
+            for (k, g), r in zip(given, raw, strict=False):
+                for what, got, want in (("shape", tuple(r.shape), tuple(g.shape)),
+                                        ("dtype", r.dtype, g.dtype),
+                                        ("device", r.device, g.device)):
+                    if got != want:
+                        hint = " (a broadcast dimension not reduced?)" if what == "shape" else ""
+                        self.note(self.label(node, k), f"{node.name()} returned gradient {k} "
+                                  f"with {what} {got}, expected {want}{hint}")
+
+        node.apply = apply
+        node.register_hook(compare)
+
+
+def _flatten(out: Any) -> list[Tensor]:
+    return [t for t in (out if isinstance(out, (tuple, list)) else (out,))
+            if isinstance(t, Tensor)]
+
+
+def _to_float64(x: Any) -> Any:
+    if isinstance(x, Tensor) and x.is_floating_point():
+        return x.detach().to(_F64).clone().requires_grad_(x.requires_grad)
+    return x
+
+
+def _input_names(fn: Callable, n: int) -> list[str]:
+    owner = getattr(fn, "__self__", None)
+    is_function = isinstance(owner, type) and issubclass(owner, torch.autograd.Function)
+    try:
+        params = list(inspect.signature(owner.forward if is_function else fn).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    names = []
+    for p in params[:n]:
+        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            break
+        names.append(p.name)
+    return names + [f"input{i}" for i in range(len(names), n)]
+
+
+def _vjp(outs, leaves, vs) -> tuple[list[Tensor], list[Tensor]]:
+    """Jᵀv for each leaf (zeros where unused), and the copies of v that backward was given."""
+    given = [v.clone() for v in vs]
+    grads = torch.autograd.grad(outs, leaves, given, retain_graph=True, allow_unused=True)
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves, strict=True)], given
+
+
+def _finite_differences(fn, args, i, keep, vs, f0, eps):
+    """v·(f(x + eps·e_j) − f(x − eps·e_j)) / 2eps for every entry j of ``args[i]``; also the
+    jump between the one-sided slopes (large at a kink) and FD's rounding noise, per entry."""
+    base = args[i].detach()
+    fd, jump, noise = (torch.zeros(base.numel(), dtype=_F64) for _ in range(3))
+    for j in range(base.numel()):
+        fs = []
+        for delta in (eps, -eps):
+            x = base.clone(memory_format=torch.contiguous_format)
+            x.view(-1)[j] += delta
+            fs.append([_flatten(fn(*args[:i], x, *args[i + 1:]))[k] for k in keep])
+        terms = list(zip(vs, fs[0], f0, fs[1], strict=True))
+        fd[j] = sum((v * (p - m)).sum() for v, p, _, m in terms).item() / (2 * eps)
+        jump[j] = abs(sum((v * (p - 2 * o + m)).sum() for v, p, o, m in terms).item()) / eps
+        noise[j] = sum((v.abs() * (p.abs() + m.abs()) * (p != m)).sum()
+                       for v, p, _, m in terms).item() * torch.finfo(_F64).eps / eps
+    return fd.view(base.shape), jump.view(base.shape), noise.view(base.shape)
+
+
+def check_function(fn: Callable[..., Any], *inputs: Any,
+                   reference: Callable[..., Any] | None = None, eps: float = 1e-6,
+                   seed: int = 0) -> FunctionReport:
+    """Check ``fn``'s backward on ``inputs``, in float64.
+
+    Args:
+        fn: any function of tensors: ``linear``, a custom ``Function.apply``, a user's function.
+        *inputs: its positional arguments. Floating tensors that require grad are checked, as
+            float64 copies; anything else (class-index targets, floats) passes through.
+        reference: plain-torch code computing the same; its output and its autograd gradient
+            (same ``v``) are compared too.
+        eps: the finite-difference step.
+        seed: seeds the random upstream gradient ``v`` (one per floating output).
+
+    Returns:
+        A :class:`FunctionReport`. ``.ok`` is False when an input grades ``wrong``, a backward
+        returned a gradient of the wrong shape/dtype/device, modified its grad_output in place
+        or gave a different result the second time, or anything raised.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    if reference is not None and not callable(reference):
+        raise TypeError(f"reference must be callable or None, got {type(reference).__name__}")
+    if not eps > 0:
+        raise ValueError(f"eps={eps!r} must be > 0")
+    args = [_to_float64(x) for x in inputs]
+    checked = [i for i, x in enumerate(args) if isinstance(x, Tensor) and x.requires_grad]
+    names = _input_names(fn, len(args))
+    report = FunctionReport(getattr(fn, "__qualname__", type(fn).__name__), eps)
+    report.inputs = [InputReport(i, names[i], tuple(args[i].shape)) for i in checked]
+    rows = {f"input {r.index} ({r.name})": r for r in report.inputs}
+    try:
+        if not checked:
+            raise ValueError("no input is a floating tensor that requires grad")
+        outs_all = _flatten(fn(*args))
+        keep = [k for k, o in enumerate(outs_all) if o.is_floating_point() and o.requires_grad]
+        if not keep:
+            raise ValueError("no output depends on a checked input")
+    except Exception as e:  # a raising fn is a finding, not a crash
+        report.errors.append(f"forward: {type(e).__name__}: {e}")
+        return report
+    outs = [outs_all[k] for k in keep]
+    report.warnings += [f"output {k} is {outs_all[k].dtype}, not float64: FD will be imprecise"
+                        for k in keep if outs_all[k].dtype != _F64]
+    gen = torch.Generator().manual_seed(seed)
+    vs = [torch.randn(o.shape, generator=gen, dtype=_F64).to(o) for o in outs]
+    leaves = [args[i] for i in checked]
+    probe = _BackwardProbe({id(x): label for x, label in zip(leaves, rows, strict=True)})
+    probe.install(outs)
+    try:
+        analytic, given = _vjp(outs, leaves, vs)
+        if not all(torch.equal(g, v) for g, v in zip(given, vs, strict=True)):
+            probe.note(None, "backward modified the upstream gradient (grad_output) in place")
+        again, _ = _vjp(outs, leaves, vs)
+        for label, a, b in zip(rows, analytic, again, strict=True):
+            if not torch.allclose(a, b, rtol=1e-10, atol=0, equal_nan=True):
+                probe.note(label, "a second backward call gave a different gradient")
+    except Exception as e:
+        node, m = probe.current, re.search(r"at index (\d+)", str(e))
+        analytic = None
+        probe.note(probe.label(node, int(m.group(1))) if node is not None and m else None,
+                   f"backward: {type(e).__name__}: {str(e).splitlines()[0]}")
+    for who, msg in probe.problems:
+        (rows[who].problems if who in rows else report.errors).append(msg)
+    if analytic is None:
+        return report
+    ref_grads = _reference(reference, inputs, checked, keep, vs, outs, report)
+    with torch.no_grad():
+        f0 = [o.detach() for o in outs]
+        for n, (i, row) in enumerate(zip(checked, report.inputs, strict=True)):
+            _grade_input(row, analytic[n], *_finite_differences(fn, args, i, keep, vs, f0, eps),
+                         None if ref_grads is None else ref_grads[n], report)
+    return report
+
+
+def _reference(reference, inputs, checked, keep, vs, outs, report) -> list[Tensor] | None:
+    if reference is None:
+        return None
+    ref_args = [_to_float64(x) for x in inputs]
+    try:
+        ref_outs = [_flatten(reference(*ref_args))[k] for k in keep]
+        report.forward_rel_error = max(relative_error(o, r)
+                                       for o, r in zip(outs, ref_outs, strict=True))
+        return _vjp(ref_outs, [ref_args[i] for i in checked], vs)[0]
+    except Exception as e:
+        report.errors.append(f"reference: {type(e).__name__}: {e}")
+        return None
+
+
+def _grade_input(row: InputReport, a: Tensor, fd: Tensor, jump: Tensor, noise: Tensor,
+                 ref: Tensor | None, report: FunctionReport) -> None:
+    a = a.detach().to(device="cpu", dtype=_F64)
+    kink = jump > KINK_TOL * max(_amax(a), _amax(fd)) + 100 * noise
+    row.kinks, smooth = int(kink.sum()), ~kink
+    if row.kinks:
+        report.warnings.append(f"input {row.index} ({row.name}) has {row.kinks} entries within "
+                               "eps of a kink, left out of the finite-difference comparison")
+    diff = torch.where(kink, 0.0, (a - fd).abs())
+    row.max_abs_error = _amax(diff)
+    if diff.numel():
+        row.worst_entry = tuple(int(k) for k in torch.unravel_index(diff.argmax(), diff.shape))
+    row.fd_rel_error = relative_error(a[smooth], fd[smooth], floor=1e5 * _amax(noise))
+    if ref is not None:
+        row.reference_rel_error = relative_error(a, ref.cpu())
+    row.max_rel_error = max(row.fd_rel_error, row.reference_rel_error or 0.0)
+    row.grade = "error" if row.problems else grade(row.max_rel_error)
+
+
+# ---- compare_gradients -----------------------------------------------------------------
+
+
+def default_tolerance(dtype: torch.dtype, device: str | torch.device = "cpu") -> float:
+    """The relative error allowed between manual and autograd gradients in ``dtype``:
+    float64 1e-10, float32 1e-5 (1e-3 on CUDA with TF32 matmuls on), float16 5e-3,
+    bfloat16 2e-2."""
+    if dtype == torch.float32:
+        tf32 = (torch.backends.cuda.matmul.allow_tf32
+                or torch.get_float32_matmul_precision() != "highest")
+        return 1e-3 if torch.device(device).type == "cuda" and tf32 else 1e-5
+    table = {torch.float64: 1e-10, torch.float16: 5e-3, torch.bfloat16: 2e-2}
+    if dtype not in table:
+        raise TypeError(f"dtype={dtype} is not one of: float64, float32, float16, bfloat16")
+    return table[dtype]
+
+
+@dataclass
+class ParameterRow:
+    name: str
+    shape: tuple[int, ...]
+    max_abs_diff: float
+    max_rel_error: float
+    cosine: float
+    passed: bool
+
+
+@dataclass
+class GradientReport:
+    """Manual vs autograd gradients of a model's parameters on one batch."""
+
+    loss: str
+    dtype: str
+    device: str
+    tolerance: float
+    loss_manual: float
+    loss_autograd: float
+    rows: list[ParameterRow] = field(default_factory=list)
+
+    @property
+    def loss_relative(self) -> float:
+        return abs(self.loss_manual - self.loss_autograd) / max(abs(self.loss_autograd), _TINY)
+
+    @property
+    def worst_relative(self) -> float:
+        return max((r.max_rel_error for r in self.rows), default=0.0)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.passed for r in self.rows) and self.loss_relative <= self.tolerance
+
+    def to_dict(self) -> dict[str, Any]:
+        rows = [{**asdict(r), "shape": list(r.shape)} for r in self.rows]
+        return {**asdict(self), "rows": rows, "ok": self.ok,
+                "worst_relative": self.worst_relative, "loss_relative": self.loss_relative}
+
+    def __str__(self) -> str:
+        head = (f"compare_gradients: {'OK' if self.ok else 'FAILED'} (loss={self.loss}, "
+                f"{self.dtype} on {self.device}, tolerance {self.tolerance:.0e}; loss manual "
+                f"{self.loss_manual:.6g} vs autograd {self.loss_autograd:.6g})")
+        rows = [(r.name, r.shape, f"{r.max_abs_diff:.2e}", f"{r.max_rel_error:.2e}",
+                 f"{r.cosine:.9f}", "PASS" if r.passed else "FAIL") for r in self.rows]
+        return head + "\n" + _table(("parameter", "shape", "max abs diff", "max rel err",
+                                     "cosine", ""), rows)
+
+
+def _cosine(a: Tensor, b: Tensor) -> float:
+    a, b = a.detach().to(_F64).flatten(), b.detach().to(_F64).flatten()
+    na, nb = a.norm().item(), b.norm().item()
+    return (a @ b).item() / (na * nb) if na and nb else float(na == nb)
+
+
+def compare_gradients(model: nn.Module, inputs: Tensor, targets: Tensor,
+                      loss: str = "cross_entropy",
+                      tolerance: float | None = None) -> GradientReport:
+    """Backprop one batch through ``model`` with ``backprop="manual"`` and ``"autograd"``.
+
+    Args:
+        model: a ``Neuron``, ``Layer`` or ``MLP`` (anything with ``backprop`` and
+            ``pre_activation``); its mode and its ``.grad`` are left as they were.
+        inputs: ``(N, n_in)``, cast to the parameters' dtype and device.
+        targets: ``(N,)`` class indices for ``cross_entropy``; for ``bce``/``mse``, values
+            shaped like the output (cast to its dtype; integer classes are one-hot for mse).
+        loss: ``mse`` (on ``model(x)``), ``bce`` or ``cross_entropy`` (on the logits,
+            ``model.pre_activation(x)``).
+        tolerance: the relative error allowed; default :func:`default_tolerance`.
+    """
+    if not isinstance(model, nn.Module) or not hasattr(model, "pre_activation"):
+        raise TypeError(f"model must be a neuronlab module (with backprop and pre_activation), "
+                        f"got {type(model).__name__}")
+    get_loss(loss)  # validates the name
+    if not isinstance(inputs, Tensor) or not isinstance(targets, Tensor):
+        raise TypeError(f"inputs and targets must be tensors, got {type(inputs).__name__} and "
+                        f"{type(targets).__name__}")
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise ValueError("model has no parameters that require grad")
+    p0 = named[0][1]
+    tolerance = default_tolerance(p0.dtype, p0.device) if tolerance is None else tolerance
+    if not tolerance > 0:
+        raise ValueError(f"tolerance={tolerance!r} must be > 0")
+    x = inputs.to(device=p0.device, dtype=p0.dtype)  # (N, n_in)
+    original, grads, values = model.backprop, {}, {}
+    try:
+        for mode in ("manual", "autograd"):
+            model.backprop = mode
+            out = model.pre_activation(x) if LOSSES[loss][2] else model(x)
+            y = targets.to(out.device)
+            if loss == "mse" and not y.is_floating_point() and out.dim() == y.dim() + 1:
+                y = nn.functional.one_hot(y, out.shape[-1])
+            if loss != "cross_entropy":  # bce/mse: float targets shaped like the output
+                y = y.to(out.dtype).reshape(out.shape) if y.numel() == out.numel() else y
+            value = get_loss(loss, mode)(out, y)
+            values[mode] = value.item()
+            grads[mode] = torch.autograd.grad(value, [p for _, p in named], allow_unused=True)
+    finally:
+        model.backprop = original
+    report = GradientReport(loss, str(p0.dtype).removeprefix("torch."), str(p0.device),
+                            tolerance, values["manual"], values["autograd"])
+    for (name, p), gm, ga in zip(named, grads["manual"], grads["autograd"], strict=True):
+        gm, ga = (torch.zeros_like(p) if g is None else g for g in (gm, ga))
+        rel = relative_error(gm, ga)
+        report.rows.append(ParameterRow(name, tuple(p.shape), _amax(gm.to(_F64) - ga.to(_F64)),
+                                        rel, _cosine(gm, ga), rel <= tolerance))
+    return report

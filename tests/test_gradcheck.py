@@ -1,0 +1,346 @@
+# pytest tests/test_gradcheck.py
+"""neuronlab.gradcheck: correct ops pass without false alarms; planted backward bugs are caught;
+manual vs autograd gradients of whole models agree, and disagree when the manual path breaks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import neuronlab.functional.activations as A
+from neuronlab import MLP, Neuron
+from neuronlab.functional import OPS
+from neuronlab.gradcheck import (
+    check_function,
+    compare_gradients,
+    default_tolerance,
+    grade,
+    relative_error,
+)
+
+F64 = torch.float64
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _x(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(shape, generator=_gen(seed), dtype=F64).requires_grad_()
+
+
+# ---- correct ops: no false alarms ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(3,), (4, 5), (2, 3, 4)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", list(OPS))
+def test_correct_ops_pass(name, shape, dtype):
+    if name == "cross_entropy" and len(shape) == 3:
+        pytest.skip("cross_entropy takes (N, C) or (C,)")
+    spec = OPS[name]
+    inputs = spec.sample(shape, dtype, "cpu", _gen())
+    report = check_function(spec.manual, *inputs, reference=spec.reference)
+    assert report.ok, str(report)
+    assert report.grade == "good", str(report)
+    assert not report.warnings, str(report)
+    assert report.worst_relative < 1e-7
+    assert all(r.reference_rel_error < 1e-12 for r in report.inputs)
+
+
+def test_plain_functions_tuple_outputs_and_passthrough_inputs():
+    def fn(x, w, k, scale):  # k: integer indices, scale: a float, both pass through unchecked
+        return (x @ w).sin() * scale, x.gather(-1, k).exp()
+
+    k = torch.tensor([[0], [2], [1], [0]])
+    report = check_function(fn, _x(4, 3), _x(3, 3, seed=1), k, 0.5)
+    assert report.ok, str(report)
+    assert [r.name for r in report.inputs] == ["x", "w"]
+    assert report.worst_relative < 1e-7
+
+
+def test_float32_inputs_are_upcast_and_originals_untouched():
+    x = torch.randn(4, 5, generator=_gen()).requires_grad_()
+    report = check_function(OPS["tanh"].manual, x, reference=torch.tanh)
+    assert report.grade == "good"
+    assert x.grad is None and x.dtype == torch.float32
+
+
+def test_kinks_are_warned_about_not_failed():
+    x = torch.tensor([0.0, 3e-7, -4e-7, 0.5, -1.5], dtype=F64, requires_grad=True)
+    report = check_function(OPS["relu"].manual, x, reference=torch.relu)
+    assert report.ok, str(report)
+    assert report.inputs[0].kinks == 3
+    assert any("3 entries within eps of a kink" in w for w in report.warnings)
+
+
+def test_relative_error_and_grades():
+    z = torch.zeros(3, dtype=F64)
+    assert relative_error(z, z) == 0.0
+    assert relative_error(z, torch.ones(3, dtype=F64)) == 1.0
+    assert relative_error(torch.tensor([1.0, 1e-30]), torch.tensor([1.0, 2e-30])) < 1e-20
+    assert [grade(1e-9), grade(1e-5), grade(1e-2), grade(float("nan"))] == [
+        "good", "acceptable", "wrong", "wrong"]
+
+
+def test_argument_errors():
+    with pytest.raises(TypeError, match="fn"):
+        check_function(3, _x(2))
+    with pytest.raises(ValueError, match="eps"):
+        check_function(torch.sin, _x(2), eps=0)
+    report = check_function(torch.sin, torch.randn(2))  # nothing requires grad
+    assert not report.ok and "requires grad" in report.errors[0]
+
+
+# ---- planted bugs: each must give ok == False ---------------------------------------------
+
+
+class _Unary(torch.autograd.Function):
+    """Sigmoid forward; subclasses plant a bug in backward."""
+
+    @staticmethod
+    def forward(z):
+        return torch.sigmoid(z)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+
+
+class WrongSign(_Unary):
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return -g * a * (1 - a)
+
+
+class MissingFactor(_Unary):
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return g * a  # forgot (1 − a)
+
+
+class UpstreamIgnored(_Unary):
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return a * (1 - a)  # local derivative only
+
+
+class WrongDtype(_Unary):
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return (g * a * (1 - a)).float()
+
+
+class InPlaceGradOutput(_Unary):
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return g.mul_(a * (1 - a))  # numerically right, but corrupts the caller's tensor
+
+
+class WrongRegion(torch.autograd.Function):
+    """leaky_relu(z, 0.1) whose backward forgets the slope for z < 0."""
+
+    @staticmethod
+    def forward(z):
+        return torch.where(z > 0, z, 0.1 * z)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return g * (z > 0).to(g.dtype)
+
+
+class MSEMissingMean(torch.autograd.Function):
+    @staticmethod
+    def forward(x, y):
+        return ((x - y) ** 2).mean()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        grad = g * 2 * (x - y)  # forgot the 1/N of the mean
+        return grad, -grad
+
+
+class _Linear(torch.autograd.Function):
+    """x Wᵀ + b; subclasses plant a bug in backward."""
+
+    @staticmethod
+    def forward(x, w, b):
+        return x @ w.t() + b
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0], inputs[1])
+
+
+class BiasNotReduced(_Linear):
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g @ w, g.t() @ x, g  # (B, n_out) for a (n_out,) bias: torch would sum it quietly
+
+
+class SwappedTranspose(_Linear):
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g @ w, x.t() @ g, g.sum(0)  # xᵀg instead of gᵀx: same shape when square
+
+
+class GradForWrongInput(_Linear):
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g.t() @ x, g @ w, g.sum(0)  # ∂L/∂W returned in ∂L/∂x's slot and vice versa
+
+
+class BadShape(_Linear):
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        return g @ w, g.t() @ x, g.sum(1)  # (B,) for a (n_out,) bias: torch raises
+
+
+def _square_linear():
+    return _x(3, 3), _x(3, 3, seed=1), _x(3, seed=2)
+
+
+PLANTED = {
+    "wrong sign": (WrongSign.apply, lambda: (_x(4, 5),), None),
+    "missing factor": (MissingFactor.apply, lambda: (_x(4, 5),), None),
+    "upstream ignored": (UpstreamIgnored.apply, lambda: (_x(4, 5),), None),
+    "wrong dtype": (WrongDtype.apply, lambda: (_x(4, 5),), "input 0"),
+    "in-place grad_output": (InPlaceGradOutput.apply, lambda: (_x(4, 5),), None),
+    "wrong region": (WrongRegion.apply, lambda: OPS["relu"].sample((4, 5), F64, "cpu", _gen()),
+                     None),
+    "missing 1/N": (MSEMissingMean.apply, lambda: (_x(4, 5), _x(4, 5, seed=1)), None),
+    "bias not reduced": (BiasNotReduced.apply, lambda: (_x(4, 3), _x(2, 3, seed=1),
+                                                        _x(2, seed=2)), "input 2"),
+    "swapped transpose": (SwappedTranspose.apply, _square_linear, None),
+    "gradient for the wrong input": (GradForWrongInput.apply, _square_linear, None),
+    "bad shape (torch raises)": (BadShape.apply, lambda: (_x(4, 3), _x(2, 3, seed=1),
+                                                         _x(2, seed=2)), "input 2"),
+}
+
+
+@pytest.mark.parametrize("bug", list(PLANTED))
+def test_planted_bugs_are_caught(bug):
+    fn, make_inputs, blamed = PLANTED[bug]
+    report = check_function(fn, *make_inputs())
+    assert not report.ok, f"{bug} not caught:\n{report}"
+    assert "FAILED" in str(report)
+    if blamed is not None:  # the problem is pinned on the right input
+        row = report.inputs[int(blamed.split()[1])]
+        assert row.problems and row.grade == "error", str(report)
+
+
+def test_in_place_and_dtype_problems_are_described():
+    report = check_function(InPlaceGradOutput.apply, _x(4, 5))
+    assert any("in place" in e for e in report.errors), str(report)
+    report = check_function(WrongDtype.apply, _x(4, 5))
+    assert "dtype torch.float32, expected torch.float64" in report.inputs[0].problems[0]
+    report = check_function(BiasNotReduced.apply, _x(4, 3), _x(2, 3, seed=1), _x(2, seed=2))
+    assert "shape (4, 2), expected (2,)" in report.inputs[2].problems[0]
+
+
+def test_wrong_region_pinpoints_a_negative_entry():
+    (z,) = OPS["relu"].sample((4, 5), F64, "cpu", _gen())
+    report = check_function(WrongRegion.apply, z)
+    assert report.grade == "wrong" and report.inputs[0].kinks == 0
+    assert z[report.inputs[0].worst_entry] < 0
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_wrong_device_is_caught():
+    class WrongDevice(_Unary):
+        @staticmethod
+        def backward(ctx, g):
+            (a,) = ctx.saved_tensors
+            return (g * a * (1 - a)).cpu()
+
+    assert not check_function(WrongDevice.apply, _x(4, 5).detach().cuda().requires_grad_()).ok
+    spec = OPS["linear"]
+    inputs = spec.sample((4, 5), F64, "cuda", _gen())
+    assert check_function(spec.manual, *inputs, reference=spec.reference).ok
+
+
+# ---- compare_gradients ----------------------------------------------------------------------
+
+
+def _digits_like(n=32, n_in=6, n_classes=3, seed=0):
+    g = _gen(seed)
+    return torch.randn(n, n_in, generator=g), torch.randint(0, n_classes, (n,), generator=g)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("kind, loss", [("neuron", "bce"), ("mlp", "cross_entropy"),
+                                        ("mlp", "mse")])
+def test_compare_gradients_passes(kind, loss, dtype):
+    torch.manual_seed(0)
+    x, y = _digits_like(n_classes=2 if kind == "neuron" else 3)
+    model = Neuron(6) if kind == "neuron" else MLP([6, 8, 8, 3], activation="tanh")
+    model = model.to(dtype)
+    model.backprop = "autograd"
+    report = compare_gradients(model, x, y, loss=loss)
+    assert report.ok, str(report)
+    assert report.tolerance == default_tolerance(dtype, "cpu")
+    assert all(r.cosine > 1 - 1e-6 for r in report.rows)
+    assert model.backprop == "autograd"  # mode restored
+    assert all(p.grad is None for p in model.parameters())  # no state leaked
+    d = report.to_dict()
+    assert json.loads(json.dumps(d))["ok"] is True and len(d["rows"]) == len(report.rows)
+
+
+def test_compare_gradients_fails_on_the_right_parameters(monkeypatch):
+    torch.manual_seed(0)
+    model = MLP([6, 8, 8, 3], activation="tanh").double()
+    x, y = _digits_like()
+    monkeypatch.setattr(A, "tanh_derivative", lambda a: 1 - a)  # should be 1 − a²
+    report = compare_gradients(model, x, y, loss="cross_entropy")
+    assert not report.ok
+    failed = {r.name for r in report.rows if not r.passed}
+    assert failed == {"layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"}
+    assert "FAIL" in str(report) and "layers.2.weight" in str(report)
+    assert model.backprop == "manual"
+
+
+def test_compare_gradients_argument_errors():
+    model = MLP([2, 3])
+    x, y = torch.randn(4, 2), torch.randint(0, 3, (4,))
+    with pytest.raises(ValueError, match="loss='cross_entropi'"):
+        compare_gradients(model, x, y, loss="cross_entropi")
+    with pytest.raises(TypeError, match="model"):
+        compare_gradients(torch.nn.Linear(2, 3), x, y)
+    with pytest.raises(ValueError, match="tolerance"):
+        compare_gradients(model, x, y, tolerance=0.0)
+
+
+def test_default_tolerance():
+    assert default_tolerance(torch.float64, "cpu") == 1e-10
+    assert default_tolerance(torch.float32, "cpu") == 1e-5
+    assert default_tolerance(torch.bfloat16, "cpu") > default_tolerance(torch.float16, "cpu")
+    with pytest.raises(TypeError, match="dtype"):
+        default_tolerance(torch.int64, "cpu")
+
+
+def test_reference_mismatch_in_forward_is_reported():
+    report = check_function(OPS["gelu"].manual, _x(5), reference=lambda z: F.gelu(z, "tanh"))
+    assert not report.ok and report.forward_rel_error > 1e-6

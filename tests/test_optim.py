@@ -1,0 +1,164 @@
+# pytest tests/test_optim.py
+"""The update rule w ← w − lr · g, written out, against torch.optim.SGD step by step."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from neuronlab import MLP, initialize_
+from neuronlab.functional import cross_entropy
+from neuronlab.optim import SGD
+
+STEPS = 20
+
+CONFIGS = {
+    "plain": dict(lr=0.1),
+    "momentum": dict(lr=0.1, momentum=0.9),
+    "weight_decay": dict(lr=0.1, weight_decay=1e-2),
+    "nesterov": dict(lr=0.05, momentum=0.9, nesterov=True),
+    "dampening": dict(lr=0.1, momentum=0.9, dampening=0.5),
+    "all": dict(lr=0.05, momentum=0.8, weight_decay=1e-2, nesterov=True),
+}
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _model() -> MLP:
+    model = MLP([4, 8, 3], activation="tanh").double()  # manual backprop
+    initialize_(model, "normal", "xavier", generator=_gen(0))
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.bias.copy_(0.1 * torch.randn(layer.bias.shape, generator=_gen(1)))
+    return model
+
+
+def _batches(steps: int = STEPS) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = _gen(2)
+    return [
+        (
+            torch.randn(6, 4, generator=g, dtype=torch.float64),
+            torch.randint(0, 3, (6,), generator=g),
+        )
+        for _ in range(steps)
+    ]
+
+
+def _step(model, optimizer, batch) -> None:
+    x, y = batch
+    optimizer.zero_grad()
+    cross_entropy(model(x), y).backward()
+    optimizer.step()
+
+
+def _assert_same_params(a, b) -> None:
+    for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        # the same arithmetic in the same order: equal to the last bit
+        assert torch.equal(p, q), name
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_matches_torch_sgd_step_by_step(config):
+    ours, theirs = _model(), _model()
+    opt_ours = SGD(ours.parameters(), **CONFIGS[config])
+    opt_theirs = torch.optim.SGD(theirs.parameters(), foreach=False, **CONFIGS[config])
+    start = [p.detach().clone() for p in ours.parameters()]
+    for batch in _batches():
+        _step(ours, opt_ours, batch)
+        _step(theirs, opt_theirs, batch)
+        _assert_same_params(ours, theirs)
+    assert any(not torch.equal(p, s) for p, s in zip(ours.parameters(), start, strict=True))
+
+
+def test_one_plain_step_is_w_minus_lr_grad():
+    model = _model()
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = SGD(model.parameters(), lr=0.3)
+    x, y = _batches(1)[0]
+    cross_entropy(model(x), y).backward()
+    optimizer.step()
+    for p, w in zip(model.parameters(), before, strict=True):
+        torch.testing.assert_close(p.detach(), w - 0.3 * p.grad, rtol=0, atol=1e-15)
+
+
+def test_parameters_without_grad_are_left_alone():
+    model = _model()
+    optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = _batches(1)[0]
+    last = model.layers[-1]
+    cross_entropy(last(x.new_ones(6, 8)), y).backward()  # only the last layer gets gradients
+    first_before = model.layers[0].weight.detach().clone()
+    optimizer.step()
+    assert torch.equal(model.layers[0].weight, first_before)
+    assert model.layers[0].weight not in optimizer.state
+
+
+def test_closure_returns_the_loss():
+    model = _model()
+    optimizer = SGD(model.parameters(), lr=0.1)
+    x, y = _batches(1)[0]
+
+    def closure():
+        optimizer.zero_grad()
+        loss = cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    loss = optimizer.step(closure)
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("lr", [0, -1, 0.0, float("nan")])
+def test_bad_lr(lr):
+    with pytest.raises(ValueError, match=r"optimizer\.lr="):
+        SGD(_model().parameters(), lr=lr)
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        (dict(momentum=-0.1), "optimizer.momentum"),
+        (dict(momentum=1.0), "optimizer.momentum"),
+        (dict(weight_decay=-1e-3), "optimizer.weight_decay"),
+        (dict(nesterov=True), "optimizer.nesterov"),
+        (dict(nesterov=True, momentum=0.9, dampening=0.1), "optimizer.nesterov"),
+    ],
+)
+def test_bad_hyperparameters(kwargs, key):
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        SGD(_model().parameters(), lr=0.1, **kwargs)
+
+
+@pytest.mark.parametrize("config", ["momentum", "nesterov", "all"])
+def test_state_dict_round_trip(config):
+    """Save after half the steps, load into a fresh optimizer, go on: as if never interrupted."""
+    batches = _batches()
+    half = len(batches) // 2
+
+    straight = _model()
+    opt = SGD(straight.parameters(), **CONFIGS[config])
+    for batch in batches:
+        _step(straight, opt, batch)
+
+    first = _model()
+    opt_first = SGD(first.parameters(), **CONFIGS[config])
+    for batch in batches[:half]:
+        _step(first, opt_first, batch)
+    buffer = io.BytesIO()
+    torch.save({"model": first.state_dict(), "optimizer": opt_first.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+
+    resumed = _model()
+    resumed.load_state_dict(saved["model"])
+    opt_resumed = SGD(resumed.parameters(), lr=1.0)  # hyperparameters come from the state
+    opt_resumed.load_state_dict(saved["optimizer"])
+    assert opt_resumed.param_groups[0]["lr"] == CONFIGS[config]["lr"]
+    assert len(opt_resumed.state) == len(list(resumed.parameters()))  # the velocities came too
+    for batch in batches[half:]:
+        _step(resumed, opt_resumed, batch)
+    _assert_same_params(resumed, straight)

@@ -1,0 +1,131 @@
+# pytest tests/test_training.py
+"""train(cfg) end to end on configs composed like the command line composes them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from neuronlab.config import compose
+from neuronlab.paths import config_dir
+from neuronlab.training.run import train
+
+FAST = ["trainer.max_epochs=2", "callbacks.progress_bar=null"]
+
+
+def run(tmp_path: Path, *overrides: str) -> dict:
+    return train(compose([*FAST, *overrides], output_dir=tmp_path))
+
+
+def test_default_run_learns_the_cat_weights(tmp_path):
+    record = train(compose(["callbacks.progress_bar=null"], output_dir=tmp_path))
+    stored = json.loads((tmp_path / "metrics.json").read_text())
+    assert stored["status"] == "ok" and record["status"] == "ok"
+    w = stored["feature_weights"]
+    assert w["tail"] > 0 and w["horn"] < 0
+    assert abs(w["two_eyes"]) < 0.25 * min(abs(w["tail"]), abs(w["horn"]))
+    assert stored["metrics"]["test/acc"] > 0.85
+    assert stored["steps"] > 0
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("backprop", ["manual", "autograd"])
+@pytest.mark.parametrize(
+    "data", ["cats", "xor", "moons", "circles", "spirals", "digits", "breast_cancer", "iris"]
+)
+def test_every_dataset_trains_in_both_modes(tmp_path, data, backprop):
+    model = "neuron" if data == "cats" else "mlp"
+    record = run(tmp_path, f"data={data}", f"model={model}", f"model.backprop={backprop}",
+                 "trainer.max_epochs=3", "trainer.max_steps=3", "optimizer.lr=0.05")
+    assert record["status"] == "ok"
+    assert record["steps"] == 3
+    assert 0.0 <= record["metrics"]["test/acc"] <= 1.0
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml")
+                  if not p.stem.startswith("_"))
+
+
+@pytest.mark.parametrize(
+    "group,option",
+    [(g, o) for g in ("data", "model", "init", "optimizer", "scheduler", "trainer", "logger",
+                      "callbacks", "experiment") for o in _options(g)],
+)
+def test_every_config_option_composes_and_builds(tmp_path, group, option):
+    from neuronlab.training.run import build
+
+    if group == "trainer" and option == "gpu" and not torch.cuda.is_available():
+        pytest.skip("trainer=gpu needs a GPU")
+    overrides = [f"{group}={option}"]
+    if group == "data" and option != "cats":
+        overrides.append("model=mlp")
+    if group == "trainer" and option == "ddp":
+        overrides.append("trainer.devices=1")  # build only; the DDP run is its own slow test
+    cfg = compose(overrides, output_dir=tmp_path)
+    from omegaconf import OmegaConf
+
+    datamodule, task, trainer = build(OmegaConf.to_container(cfg, resolve=True))
+    assert task.net is not None and datamodule.n_features >= 1
+
+
+def test_digits_mlp_reaches_95_percent(tmp_path):
+    record = run(tmp_path, "data=digits", "model=mlp", "trainer.max_epochs=30",
+                 "optimizer.lr=0.1")
+    assert record["status"] == "ok"
+    assert record["metrics"]["test/acc"] >= 0.95
+
+
+def test_tensorboard_events_hold_scalars_histograms_and_audit(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run(tmp_path, "data=moons", "model=mlp", "callbacks.gradient_audit.every_n_steps=5",
+        "callbacks.gradient_flow.every_n_steps=5")
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"histograms": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    scalars = set(tags["scalars"])
+    for tag in ("train/loss_step", "val/loss", "val/acc", "test/acc", "lr",
+                "grad_audit/worst", "flow/layer0/grad_norm", "flow/layer0/dead",
+                "flow/layer2/update_ratio"):
+        assert tag in scalars, f"{tag} missing from {sorted(scalars)}"
+    assert any(t.startswith("grad_audit/layers.0.weight") for t in scalars)
+    assert "weights/layer0" in tags["histograms"] and "grads/layer1" in tags["histograms"]
+    worst = [e.value for e in acc.Scalars("grad_audit/worst")]
+    assert worst and max(worst) < 1e-4
+
+
+def _final_weights(record: dict) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in record["task"].net.state_dict().items()}
+
+
+def test_resume_from_epoch_checkpoint_matches_uninterrupted_run(tmp_path):
+    common = ["data=moons", "model=mlp", "callbacks.model_checkpoint.save_top_k=-1",
+              "optimizer.momentum=0.9"]
+    full = run(tmp_path / "full", *common, "trainer.max_epochs=4")
+    run(tmp_path / "part", *common, "trainer.max_epochs=2")
+    ckpt = tmp_path / "part" / "checkpoints" / "epoch001.ckpt"
+    assert ckpt.is_file()
+    resumed = run(tmp_path / "resumed", *common, "trainer.max_epochs=4", f"ckpt_path={ckpt}")
+    assert resumed["steps"] == full["steps"]
+    a, b = _final_weights(full), _final_weights(resumed)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_finished_run_folder_is_not_run_again(tmp_path):
+    first = run(tmp_path, "trainer.max_steps=2")
+    again = run(tmp_path, "trainer.max_steps=2")
+    assert first["status"] == "ok" and again.get("skipped") is True
+
+
+def test_divergence_ends_the_run_with_a_clear_status(tmp_path):
+    record = run(tmp_path, "data=digits", "model=mlp", "optimizer.lr=1e4", "trainer.max_epochs=3")
+    assert record["status"] == "diverged"
+    assert record["message"].startswith("diverged at step ")
+    assert "lower optimizer.lr (now 10000)" in record["message"]
+    stored = json.loads((tmp_path / "metrics.json").read_text())
+    assert stored["status"] == "diverged"
