@@ -38,9 +38,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def devices() -> list[str]:
     """The devices to check on: ``["cpu"]``, plus ``"cuda"`` when available."""
     return list(DEVICES)
-
-
-@pytest.fixture
-def generator() -> torch.Generator:
-    """A seeded CPU generator, so no test relies on the global RNG."""
-    return torch.Generator().manual_seed(0)

@@ -125,14 +125,54 @@ def test_manual_matches_reference(name, shape, dtype, device):
         torch.testing.assert_close(inputs[i].grad, twin[i].grad)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("name", ACTIVATION_NAMES)
-def test_activation_bfloat16_output_close(name, shape, device):
+def test_activation_half_precision_close(name, shape, dtype, device):
+    """Low precision: the output (and the gradient) stay in the dtype and close to torch's."""
     spec = OPS[name]
-    (x,) = spec.sample(shape, torch.bfloat16, device, _gen())
+    (x,) = spec.sample(shape, dtype, device, _gen())
+    (twin,) = _clone((x,))
     out = spec.manual(x)
-    assert out.dtype == torch.bfloat16
-    torch.testing.assert_close(out, spec.reference(x.detach()), rtol=2e-2, atol=2e-2)
+    ref = spec.reference(twin)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out, ref, rtol=2e-2, atol=2e-2)
+    out.sum().backward()
+    ref.sum().backward()
+    assert x.grad.dtype == dtype
+    torch.testing.assert_close(x.grad, twin.grad, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("name", ACTIVATION_NAMES)
+def test_activation_at_the_kink(name):
+    """At exactly z = 0 (and around it) the manual derivative is the one torch uses."""
+    x = torch.tensor([-1.0, -1e-3, 0.0, 0.0, 1e-3, 1.0], dtype=torch.float64, requires_grad=True)
+    (twin,) = _clone((x,))
+    OPS[name].manual(x).sum().backward()
+    OPS[name].reference(twin).sum().backward()
+    torch.testing.assert_close(x.grad, twin.grad)
+
+
+@pytest.mark.parametrize(
+    "manual, reference, kwargs",
+    [
+        (NF.leaky_relu, F.leaky_relu, dict(negative_slope=0.2)),
+        (NF.softplus, F.softplus, dict(beta=2.0, threshold=5.0)),
+        (NF.softplus, F.softplus, dict(beta=0.5, threshold=1.0)),
+    ],
+    ids=["leaky_relu-0.2", "softplus-2-5", "softplus-0.5-1"],
+)
+def test_activation_parameters(manual, reference, kwargs):
+    x = torch.linspace(-12, 12, 49, dtype=torch.float64).requires_grad_()
+    (twin,) = _clone((x,))
+    torch.testing.assert_close(manual(x, **kwargs), reference(twin, **kwargs))
+    manual(x, **kwargs).sum().backward()
+    reference(twin, **kwargs).sum().backward()
+    torch.testing.assert_close(x.grad, twin.grad)
+    fn = lambda t: manual(t, **kwargs)  # noqa: E731
+    y = torch.randn(7, generator=_gen(), dtype=torch.float64).mul(4).requires_grad_()
+    assert torch.autograd.gradcheck(fn, (y,), check_batched_grad=True)
+    assert torch.autograd.gradgradcheck(fn, (y,), check_batched_grad=True)
 
 
 # ---- shapes of gradients, and None where none is needed -----------------------------------
@@ -153,8 +193,8 @@ def test_linear_without_bias():
     x, w, _ = OPS["linear"].sample((4, 3), torch.float64, "cpu", _gen())
     out = NF.linear(x, w)
     torch.testing.assert_close(out, F.linear(x, w))
-    assert torch.autograd.gradcheck(NF.linear, (x, w, None))
-    assert torch.autograd.gradgradcheck(NF.linear, (x, w, None))
+    assert torch.autograd.gradcheck(NF.linear, (x, w, None), check_batched_grad=True)
+    assert torch.autograd.gradgradcheck(NF.linear, (x, w, None), check_batched_grad=True)
 
 
 @pytest.mark.parametrize("name", list(OPS))
@@ -289,11 +329,18 @@ def test_softplus_large_input(dtype, device):
 # ---- reductions ---------------------------------------------------------------------------
 
 
+REDUCTION_CASES = [
+    pytest.param(name, shape, id=f"{name}-{shape}")
+    for name in LOSS_NAMES
+    for shape in _shapes(name)
+]
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("name", LOSS_NAMES)
-def test_loss_reductions_match_torch(name, reduction):
+@pytest.mark.parametrize("name, shape", REDUCTION_CASES)
+def test_loss_reductions_match_torch(name, shape, reduction):
     spec = OPS[name]
-    inputs = spec.sample((4, 3), torch.float64, "cpu", _gen())
+    inputs = spec.sample(shape, torch.float64, "cpu", _gen())
     twin = _clone(inputs)
     out = spec.manual(*inputs, reduction=reduction)
     ref = spec.reference(*twin, reduction=reduction)

@@ -122,6 +122,18 @@ def test_manual_mode_runs_the_manual_functions():
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "gelu", "softplus"])
 def test_both_modes_give_same_outputs_and_gradients(activation, device):
     model = _mlp(activation=activation, device=device)
+    _check_both_modes(model, device)
+
+
+def test_both_modes_without_bias():
+    model = MLP([4, 5, 3], bias=False).double()
+    initialize_(model, generator=_gen())
+    assert all(layer.bias is None for layer in model.layers)
+    assert len(list(model.parameters())) == 2
+    _check_both_modes(model, "cpu")
+
+
+def _check_both_modes(model: MLP, device: str) -> None:
     x = _randn(6, 4, device=device)
     y = torch.tensor([0, 2, 1, 1, 0, 2], device=device)
     results = {}
@@ -193,6 +205,27 @@ def test_compile_fullgraph_aot_eager(backprop):
     """The manual Functions trace into one graph (no graph break) and match eager."""
     torch.compiler.reset()
     _assert_same(_eager_and_compiled("aot_eager", backprop))
+
+
+def test_compiled_model_follows_the_switch():
+    """Flipping ``backprop`` after compiling recompiles (dynamo guards on the attribute): the
+    manual graph calls the autograd Functions, the autograd graph plain torch ops."""
+    torch.compiler.reset()
+    graphs = []
+
+    def backend(gm, example_inputs):  # record each traced graph, run it as is
+        graphs.append({str(node.target) for node in gm.graph.nodes if node.op == "call_function"})
+        return gm.forward
+
+    model = _mlp(dtype=torch.float32)
+    compiled = torch.compile(model, backend=backend, fullgraph=True)
+    x = _randn(6, 4, dtype=torch.float32)
+    for mode in ["manual", "autograd", "manual"]:
+        model.backprop = mode
+        torch.testing.assert_close(compiled(x), model(x))
+    assert len(graphs) == 2  # one per mode; switching back reuses the first
+    assert "autograd_function_apply" in graphs[0]
+    assert "autograd_function_apply" not in graphs[1]
 
 
 @pytest.mark.slow  # ~20 s cold (C++ codegen on CPU), ~4 s with a warm inductor cache

@@ -87,7 +87,8 @@ def _check_optimizer(o: Mapping) -> None:
     _need(_is_num(wd) and wd >= 0, "optimizer.weight_decay", wd, "must be a number ≥ 0")
     if "betas" in o:
         b = o.get("betas")
-        ok = isinstance(b, list | tuple) and len(b) == 2 and all(_is_num(x) and 0 <= x < 1 for x in b)
+        ok = isinstance(b, list | tuple) and len(b) == 2
+        ok = ok and all(_is_num(x) and 0 <= x < 1 for x in b)
         _need(ok, "optimizer.betas", b, "must be two numbers in [0, 1)")
 
 

@@ -73,7 +73,7 @@ def ln_c_claim(n_classes: int = 10, batch: int = 32, seed: int = 0) -> Claim:
     logits = torch.zeros(len(y), c, dtype=torch.float64)  # (B, C): uniform predictions
     value = F.cross_entropy(logits, y).item()
     return Claim(
-        f"CE, equal logits, C={c} ({name}, B={len(y)})", "ln C", "the loss",
+        f"CE at equal logits, C={c} ({name})", "ln C", "the loss value",
         math.log(c), value, abs(math.log(c) - value), LN_C_TOLERANCE,
     )
 
@@ -92,7 +92,7 @@ def ce_grad_claim(batch: int = 32, seed: int = 0, zero_logits: bool = True) -> C
     at = (0, int(y[0]))
     kind = "zero" if zero_logits else "random"
     return Claim(
-        f"∂CE/∂logits, {kind} logits (digits, {n}×{c})", "(softmax − one-hot)/N",
+        f"∂CE/∂logits, {kind} logits (digits)", "(softmax − one-hot)/N",
         f"row 0, true class {at[1]}", formula[at].item(), auto[at].item(),
         (formula - auto).abs().max().item(),
     )
@@ -107,7 +107,7 @@ def mse_grad_claim(batch: int = 32, seed: int = 0) -> Claim:
     formula = 2 * (pred - target) / target.numel()  # N = B·C values in the mean
     auto = _grad(lambda p: F.mse_loss(p, target), pred)
     return Claim(
-        f"∂MSE/∂ŷ, one-hot targets (digits, {batch}×{c})", "2(ŷ − y)/N, N = B·C",
+        "∂MSE/∂ŷ, one-hot targets (digits)", "2(ŷ − y)/N, N = B·C",
         "row 0, class 0", formula[0, 0].item(), auto[0, 0].item(),
         (formula - auto).abs().max().item(),
     )
@@ -122,7 +122,7 @@ def bce_grad_claim(batch: int = 32, seed: int = 0) -> Claim:
     formula = (torch.sigmoid(z) - target) / batch
     auto = _grad(lambda t: F.binary_cross_entropy_with_logits(t, target), z)
     return Claim(
-        f"∂BCE/∂z, random logits (cats, B={batch})", "(σ(z) − y)/N", "row 0",
+        "∂BCE/∂z, random logits (cats)", "(σ(z) − y)/N", "row 0",
         formula[0].item(), auto[0].item(), (formula - auto).abs().max().item(),
     )
 

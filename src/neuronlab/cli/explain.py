@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..explain_chain import TOLERANCE, GradRow, chain_rule_neuron, node_example
@@ -28,14 +29,15 @@ def _verdict(ok: bool) -> str:
     return "[bold green]PASS[/]" if ok else "[bold red]FAIL[/]"
 
 
-def _grad_table(title: str, rows: list[GradRow], name: str = "∂L/∂{}") -> Table:
+def _grad_table(title: str, rows: list[GradRow]) -> Table:
     table = Table(title=title)
-    for col in (name.format("·"), "local derivative", "local", "× upstream", "= manual",
+    for col in ("∂L/∂·", "local derivative", "local", "× upstream", "= manual",
                 "autograd", "|diff|", ""):
         table.add_column(col, justify="left" if col in ("local derivative", "") else "right")
     for r in rows:
-        table.add_row(name.format(r.node), r.formula, f"{r.local:+.6f}", f"{r.upstream:+.6f}",
-                      f"{r.manual:+.10f}", f"{r.autograd:+.10f}", f"{r.diff:.1e}", _verdict(r.ok))
+        table.add_row(f"∂L/∂{r.node}", escape(r.formula), f"{r.local:+.6f}",
+                      f"{r.upstream:+.6f}", f"{r.manual:+.10f}", f"{r.autograd:+.10f}",
+                      f"{r.diff:.1e}", _verdict(r.ok))
     return table
 
 
@@ -50,11 +52,17 @@ def explain_chain(console: Console, seed: int, example: int, out: str) -> bool:
     for col in ("node", "computed as", "value"):
         forward.add_column(col, justify="right" if col == "value" else "left")
     for r in report.forward:
-        forward.add_row(r.node, r.formula, f"{r.value:+.10f}")
+        forward.add_row(r.node, escape(r.formula), f"{r.value:+.10f}")
     console.print(forward)
     console.print(_grad_table("backward pass, node by node: ∂L/∂node = local × upstream",
                               report.backward))
-    console.print(_grad_table("the fused form: ∂L/∂z = a − y = ∂L/∂a · ∂a/∂z", report.fused))
+    fused = Table(title="the fused form: ∂L/∂z = a − y equals ∂L/∂a · ∂a/∂z")
+    for col in ("∂L/∂z computed as", "value", "autograd", "|diff|", ""):
+        fused.add_column(col, justify="left" if col in ("∂L/∂z computed as", "") else "right")
+    for r in report.fused:
+        fused.add_row(escape(r.formula), f"{r.manual:+.10f}", f"{r.autograd:+.10f}",
+                      f"{r.diff:.1e}", _verdict(r.ok))
+    console.print(fused)
     for path in draw_chain_rule(report, out):
         console.print(f"picture: {path}")
     if not shutil.which("dot"):
@@ -76,13 +84,14 @@ def explain_node(console: Console) -> bool:
 
 def explain_loss(console: Console, seed: int) -> bool:
     claims = loss_claims(batch=32, seed=seed)
-    table = Table(title="the text's claims about losses, on real batches (float64)")
+    table = Table(title="the text's claims about losses, on real batches of 32 rows (float64)")
     for col in ("claim", "formula", "shown at", "formula value", "autograd", "max |diff|", ""):
         right = col in ("formula value", "autograd", "max |diff|")
-        table.add_column(col, justify="right" if right else "left")
+        table.add_column(col, justify="right" if right else "left", no_wrap=col == "claim")
     for c in claims:
-        table.add_row(c.claim, c.formula, c.shown, f"{c.formula_value:+.10f}",
-                      f"{c.autograd_value:+.10f}", f"{c.max_diff:.1e}", _verdict(c.ok))
+        table.add_row(escape(c.claim), escape(c.formula), escape(c.shown),
+                      f"{c.formula_value:+.10f}", f"{c.autograd_value:+.10f}",
+                      f"{c.max_diff:.1e}", _verdict(c.ok))
     console.print(table)
     return all(c.ok for c in claims)
 
@@ -105,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console()
     if not console.is_terminal:  # piped or captured: wide enough for the tables
-        console = Console(width=140)
+        console = Console(width=150)
     if args.command == "chain":
         ok = explain_chain(console, args.seed, args.example, args.out)
     elif args.command == "node":

@@ -63,8 +63,10 @@ def _report(record: dict) -> None:
     if status != "ok":
         console.print(f"[bold red]{status}[/]: {record.get('message')}")
     if "test/acc" in m:
-        console.print(f"test accuracy: [bold]{m['test/acc']:.4f}[/]   test loss: {m['test/loss']:.4f}"
-                      f"   ({record['steps']} steps, {record['seconds']:.1f} s)")
+        console.print(
+            f"test accuracy: [bold]{m['test/acc']:.4f}[/]   test loss: {m['test/loss']:.4f}"
+            f"   ({record['steps']} steps, {record['seconds']:.1f} s)"
+        )
     weights = record.get("feature_weights")
     if weights:
         from ..explain import read_weights

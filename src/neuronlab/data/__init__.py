@@ -16,7 +16,6 @@ from neuronlab.data.datasets import (
     make_xor,
 )
 from neuronlab.data.loader import EpochOrder, TensorLoader
-from neuronlab.data.module import NeuronDataModule
 
 __all__ = [
     "CAT_FEATURES",
@@ -35,3 +34,12 @@ __all__ = [
     "make_xor",
     "validate_dataset",
 ]
+
+
+def __getattr__(name: str):
+    # NeuronDataModule pulls in Lightning (seconds to import): load it only when asked for
+    if name == "NeuronDataModule":
+        from neuronlab.data.module import NeuronDataModule
+
+        return NeuronDataModule
+    raise AttributeError(f"module 'neuronlab.data' has no attribute {name!r}")

@@ -2,7 +2,7 @@
 
 from .audit import GradientAudit, GradientMismatch
 from .checkpoint import CheckpointError, SafeCheckpointIO, load_checkpoint
-from .divergence import DivergenceGuard, Diverged
+from .divergence import Diverged, DivergenceGuard
 from .flow import GradientFlow
 from .task import LearnTask, build_network
 

@@ -7,6 +7,18 @@ from typing import Any
 import lightning as L
 import torch
 
+from ..gradcheck import default_tolerance
+
+
+def _compute_dtype(trainer: L.Trainer, param_dtype: torch.dtype) -> torch.dtype:
+    """The dtype the step computes in: mixed precision works in half, whatever the weights."""
+    precision = str(trainer.precision)
+    if precision.startswith("bf16"):
+        return torch.bfloat16
+    if precision.startswith("16"):
+        return torch.float16
+    return param_dtype
+
 
 class GradientMismatch(RuntimeError):
     """The hand-written backward disagreed with autograd beyond the dtype's tolerance."""
@@ -40,8 +52,8 @@ class GradientAudit(L.Callback):
 
     def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         net = pl_module.net
-        if self._batch is None or net.backprop != "manual":
-            return
+        if self._batch is None or net.backprop != "manual" or trainer.accumulate_grad_batches > 1:
+            return  # with accumulation, .grad holds several batches: nothing to compare
         batch, self._batch = self._batch, None
         named = [(n, p) for n, p in net.named_parameters() if p.grad is not None]
         if not named:
@@ -56,11 +68,13 @@ class GradientAudit(L.Callback):
             net.backprop = "manual"
         if trainer.world_size > 1:  # DDP has averaged the manual grads across processes
             ref = [trainer.strategy.reduce(g, reduce_op="mean") for g in ref]
-        from ..gradcheck import default_tolerance
-
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        if scaler is not None:  # 16-mixed: the manual grads carry GradScaler's factor
+            ref = [g * scaler.get_scale() for g in ref]
         # one device→host transfer for all parameters
         rel = torch.stack([
-            (p.grad - r).abs().max() / r.abs().max().clamp_min(torch.finfo(r.dtype).tiny)
+            (p.grad - r).abs().max()
+            / torch.maximum(p.grad.abs().max(), r.abs().max()).clamp_min(torch.finfo(r.dtype).tiny)
             for p, r in zip(params, ref, strict=True)
         ]).float().cpu().tolist()
         self.last = {name: v for (name, _), v in zip(named, rel, strict=True)}
@@ -70,7 +84,9 @@ class GradientAudit(L.Callback):
         metrics["grad_audit/worst"] = worst
         if trainer.logger is not None:
             trainer.logger.log_metrics(metrics, step=trainer.global_step)
-        tol = self.tolerance or default_tolerance(params[0].dtype, params[0].device)
+        tol = self.tolerance
+        if tol is None:
+            tol = default_tolerance(_compute_dtype(trainer, params[0].dtype), params[0].device)
         if self.stop_on_mismatch and not worst <= tol:
             raise GradientMismatch(
                 f"gradient audit failed at step {trainer.global_step}: manual and autograd "

@@ -1,0 +1,230 @@
+"""``neuronlab-check``: is every hand-written backward right, on this machine?
+
+For every op in ``neuronlab.functional.OPS``, in float64: ``torch.autograd.gradcheck`` and
+``gradgradcheck`` (batched too) of the manual Function, and ``check_function`` against finite
+differences and the plain-torch reference; in each dtype: manual vs autograd values and
+gradients. Then a whole MLP on a real batch (scikit-learn's digits), manual vs autograd.
+
+    neuronlab-check                       # all ops, float64 + float32, cpu (+ cuda)
+    neuronlab-check --op sigmoid --dtype float64 --no-mlp
+
+Exit status: 0 when every check passes, 1 when one fails, 2 on a bad argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from ..functional import OPS
+from ..functional.registry import _unknown
+from ..gradcheck import check_function, compare_gradients, default_tolerance, relative_error
+from ..modules import MLP
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+DEVICES = ("cpu", "cuda")
+SHAPE = (4, 5)  # (batch, features): small, so finite differences and gradcheck are quick
+MLP_SIZES = [64, 32, 32, 10]
+
+
+@dataclass
+class CheckRow:
+    """One op (or the MLP) on one device in one dtype; ``None`` marks a check not run here."""
+
+    op: str
+    device: str
+    dtype: str
+    gradcheck: bool | None = None
+    gradgradcheck: bool | None = None
+    grade: str | None = None  # check_function's grade: good | acceptable | wrong | error
+    max_rel: float = math.nan  # manual vs autograd, values and gradients
+    tolerance: float = math.nan
+    details: list[str] = field(default_factory=list)
+
+    @property
+    def results(self) -> list[bool]:
+        rows = [self.gradcheck, self.gradgradcheck]
+        rows.append(None if self.grade is None else self.grade in ("good", "acceptable"))
+        rows.append(None if math.isnan(self.tolerance) else self.max_rel <= self.tolerance)
+        return [r for r in rows if r is not None]
+
+    @property
+    def passed(self) -> bool:
+        return all(self.results)
+
+
+def _generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _torch_check(check, spec, inputs, row: CheckRow, what: str) -> bool:
+    try:
+        return bool(check(spec.manual, inputs, check_batched_grad=True))
+    except Exception as e:  # GradcheckError, or anything the op raised
+        row.details.append(f"{what}: {type(e).__name__}: {str(e).strip().splitlines()[0]}")
+        return False
+
+
+def _manual_vs_autograd(spec, dtype: torch.dtype, device: str) -> float:
+    """Worst relative difference, manual vs reference, of the output and every gradient."""
+    inputs = spec.sample(SHAPE, dtype, device, _generator(1))
+    twins = [x.detach().clone().requires_grad_(x.requires_grad) if x.is_floating_point() else x
+             for x in inputs]
+    out, ref = spec.manual(*inputs), spec.reference(*twins)
+    v = torch.randn(out.shape, generator=_generator(2), dtype=torch.float64).to(out)
+    grads = torch.autograd.grad(out, [x for x in inputs if x.requires_grad], v)
+    ref_grads = torch.autograd.grad(ref, [x for x in twins if x.requires_grad], v)
+    return max([relative_error(out, ref)]
+               + [relative_error(a, b) for a, b in zip(grads, ref_grads, strict=True)])
+
+
+def _check_op(name: str, dtypes: Sequence[str], device: str) -> list[CheckRow]:
+    spec = OPS[name]
+    rows = []
+    for dtype in dtypes:
+        row = CheckRow(name, device, dtype, tolerance=default_tolerance(DTYPES[dtype], device))
+        if dtype == "float64":  # gradcheck needs float64; check_function works in it anyway
+            inputs = spec.sample(SHAPE, torch.float64, device, _generator())
+            row.gradcheck = _torch_check(torch.autograd.gradcheck, spec, inputs, row,
+                                         "gradcheck")
+            row.gradgradcheck = _torch_check(torch.autograd.gradgradcheck, spec, inputs, row,
+                                             "gradgradcheck")
+            report = check_function(spec.manual, *inputs, reference=spec.reference)
+            row.grade = report.grade
+            if not report.ok:
+                row.details.append(str(report))
+        try:
+            row.max_rel = _manual_vs_autograd(spec, DTYPES[dtype], device)
+        except Exception as e:
+            row.max_rel = math.inf
+            row.details.append(f"manual vs autograd: {type(e).__name__}: {e}")
+        if not row.max_rel <= row.tolerance:
+            row.details.append(f"manual vs autograd differ by {row.max_rel:.2e} (relative), "
+                               f"above the tolerance {row.tolerance:.0e}")
+        rows.append(row)
+    return rows
+
+
+def _digits(n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` of scikit-learn's bundled 8×8 digits, each pixel standardized."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = torch.as_tensor(x[:n], dtype=torch.float64)  # (n, 64)
+    std = x.std(0)
+    x = (x - x.mean(0)) / torch.where(std > 0, std, torch.ones_like(std))
+    return x, torch.as_tensor(y[:n], dtype=torch.int64)
+
+
+def _check_mlp(dtypes: Sequence[str], devices: Sequence[str]) -> list[CheckRow]:
+    x, y = _digits()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = MLP(MLP_SIZES, activation="tanh")
+    rows = []
+    for device in devices:
+        for dtype in dtypes:
+            model = copy.deepcopy(net).to(device=device, dtype=DTYPES[dtype])
+            report = compare_gradients(model, x, y, loss="cross_entropy")
+            row = CheckRow("mlp " + "-".join(map(str, MLP_SIZES)) + " digits", device, dtype,
+                           max_rel=report.worst_relative, tolerance=report.tolerance)
+            if not report.ok:
+                row.max_rel = max(row.max_rel, report.loss_relative)
+                row.details.append(str(report))
+            rows.append(row)
+    return rows
+
+
+def run_checks(ops: Sequence[str] | None = None, dtypes: Sequence[str] | None = None,
+               devices: Sequence[str] | None = None, mlp: bool = True) -> list[CheckRow]:
+    """Run every check; one :class:`CheckRow` per op (or MLP), device and dtype.
+
+    Args:
+        ops: names from ``OPS``; default all.
+        dtypes: ``"float64"`` and/or ``"float32"``; default both.
+        devices: ``"cpu"`` and/or ``"cuda"``; default cpu, plus cuda when available.
+        mlp: also compare manual and autograd gradients of an MLP on the digits.
+    """
+    ops = list(dict.fromkeys(OPS if ops is None else ops))
+    dtypes = list(dict.fromkeys(DTYPES if dtypes is None else dtypes))
+    if devices is None:
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = list(dict.fromkeys(devices))
+    for key, values, allowed in (("op", ops, OPS), ("dtype", dtypes, DTYPES),
+                                 ("device", devices, DEVICES)):
+        for value in values:
+            if value not in allowed:
+                raise _unknown(key, value, allowed)
+    if "cuda" in devices and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for, but CUDA is not available here")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: a thread pool only adds overhead (much, if busy)
+    try:
+        rows = [row for device in devices for name in ops
+                for row in _check_op(name, dtypes, device)]
+        return rows + (_check_mlp(dtypes, devices) if mlp else [])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _mark(ok: bool | None) -> str:
+    return "—" if ok is None else ("[green]ok[/]" if ok else "[red]FAIL[/]")
+
+
+def _print_table(rows: Sequence[CheckRow]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="neuronlab-check: manual backward vs finite differences and autograd")
+    for header in ("op", "device", "dtype", "gradcheck", "gradgradcheck", "check_function",
+                   "manual vs autograd", "tolerance", "result"):
+        table.add_column(header, no_wrap=True)
+    for r in rows:
+        grade = "—" if r.grade is None else (r.grade if r.grade in ("good", "acceptable")
+                                            else f"[red]{r.grade}[/]")
+        table.add_row(r.op, r.device, r.dtype, _mark(r.gradcheck), _mark(r.gradgradcheck), grade,
+                      f"{r.max_rel:.1e}", f"{r.tolerance:.0e}",
+                      "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]")
+    console = Console(width=None if Console().is_terminal else 140)
+    console.print(table)
+    for r in rows:
+        for detail in r.details:
+            console.print(f"[red]{r.op} ({r.device}, {r.dtype}):[/]", escape(detail),
+                          highlight=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the arguments, run :func:`run_checks`, print the table; return the exit status."""
+    parser = argparse.ArgumentParser(prog="neuronlab-check", description=__doc__.split("\n")[0])
+    parser.add_argument("--op", action="append", metavar="NAME",
+                        help=f"an op to check (repeatable; default all: {', '.join(OPS)})")
+    parser.add_argument("--dtype", action="append", choices=list(DTYPES),
+                        help="repeatable; default float64 and float32")
+    parser.add_argument("--device", action="append", choices=list(DEVICES),
+                        help="repeatable; default cpu, plus cuda when available")
+    parser.add_argument("--no-mlp", action="store_true", help="skip the MLP on the digits")
+    args = parser.parse_args(argv)
+    for op in args.op or []:
+        if op not in OPS:
+            parser.error(str(_unknown("--op", op, OPS)))
+    if "cuda" in (args.device or []) and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available on this machine")
+    start = time.perf_counter()
+    rows = run_checks(args.op, args.dtype, args.device, mlp=not args.no_mlp)
+    _print_table(rows)
+    results = [ok for row in rows for ok in row.results]
+    failed = results.count(False)
+    print(f"neuronlab-check: {len(results)} checks, {len(results) - failed} passed, "
+          f"{failed} failed ({time.perf_counter() - start:.1f} s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,81 @@
+# pytest tests/test_check_cli.py
+"""neuronlab-check: the library function passes on every op, the CLI prints a summary and
+exits 0, 1 on a broken op, 2 on a bad argument."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+import neuronlab.functional.activations as A
+from neuronlab.cli.check import main, run_checks
+from neuronlab.functional import OPS
+
+SUMMARY = re.compile(r"neuronlab-check: (\d+) checks, (\d+) passed, (\d+) failed \([\d.]+ s\)")
+
+
+def test_one_op_exits_0_and_prints_the_summary(capsys):
+    assert main(["--op", "sigmoid", "--dtype", "float64", "--device", "cpu", "--no-mlp"]) == 0
+    out = capsys.readouterr().out
+    assert "sigmoid" in out and "PASS" in out
+    # gradcheck, gradgradcheck, check_function, manual vs autograd
+    assert SUMMARY.search(out).groups() == ("4", "4", "0")
+
+
+def test_run_checks_all_ops_pass():
+    rows = run_checks(devices=["cpu"])
+    assert {r.op for r in rows} >= set(OPS)
+    assert len(rows) == 2 * len(OPS) + 2  # two dtypes, plus the MLP in each
+    failed = [(r.op, r.dtype, r.details) for r in rows if not r.passed]
+    assert not failed
+    f64 = [r for r in rows if r.dtype == "float64" and r.op in OPS]
+    assert all(r.gradcheck and r.gradgradcheck and r.grade == "good" for r in f64)
+    assert sum(len(r.results) for r in rows) == 4 * len(OPS) + len(OPS) + 2
+
+
+def test_unknown_op_exits_2_listing_the_ops(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--op", "sigmoyd"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "sigmoyd" in err and "did you mean 'sigmoid'" in err
+    assert all(name in err for name in OPS)
+
+
+def test_run_checks_rejects_unknown_names():
+    with pytest.raises(ValueError, match="dtype='float16' is not one of"):
+        run_checks(["tanh"], ["float16"], ["cpu"], mlp=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_cuda_without_cuda_exits_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--op", "tanh", "--device", "cuda"])
+    assert exc.value.code == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_broken_op_exits_1(monkeypatch, capsys):
+    monkeypatch.setattr(A, "sigmoid_derivative", lambda a: a * (1 - a) * 1.01)  # 1% off
+    code = main(["--op", "sigmoid", "--op", "tanh", "--device", "cpu", "--no-mlp"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL" in out
+    checks, passed, failed = map(int, SUMMARY.search(out).groups())
+    assert failed >= 4 and passed + failed == checks  # sigmoid fails in both dtypes, tanh passes
+
+
+def test_broken_mlp_fails(monkeypatch):
+    monkeypatch.setattr(A, "tanh_derivative", lambda a: 1 - a)
+    rows = run_checks(["linear"], ["float64"], ["cpu"], mlp=True)
+    assert rows[0].passed and not rows[-1].passed
+    assert "layers.0.weight" in rows[-1].details[0]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_checks_pass():
+    rows = run_checks(["linear", "gelu", "cross_entropy"], devices=["cuda"])
+    assert all(r.passed for r in rows), [(r.op, r.dtype, r.details) for r in rows]
