@@ -77,8 +77,11 @@ def _report(record: dict) -> None:
         for name, w, reading in read_weights(weights):
             table.add_row(name, f"{w:+.3f}", reading)
         console.print(table)
-    console.print(f"run folder: {record['run_dir']}")
-    console.print(f"TensorBoard: tensorboard --logdir {record['run_dir']}")
+    run_dir = record["run_dir"]
+    if not os.path.relpath(run_dir).startswith(".."):
+        run_dir = os.path.relpath(run_dir)
+    print(f"run folder: {run_dir}  (resolved config, metrics.json, checkpoints/, tb/)")
+    print(f"TensorBoard: tensorboard --logdir {run_dir}")
 
 
 def quiet_lightning() -> None:
