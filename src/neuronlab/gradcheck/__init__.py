@@ -1,0 +1,37 @@
+"""Verification: is a backward pass right?
+
+- :func:`check_function` — one op: its vector-Jacobian product Jᵀv (backprop of a seeded
+  random upstream gradient ``v``) against central finite differences and, optionally, autograd
+  through a plain-torch ``reference``. It also watches each custom Function's *raw* backward
+  output, because torch's engine silently sums an unreduced broadcast dimension and casts a
+  wrong dtype (the final gradient then looks right), and whether a backward writes into its
+  ``grad_output``.
+- :func:`compare_gradients` — a whole model: each parameter's gradient through the manual
+  Functions vs through autograd, same parameters, same batch.
+
+Relative error, everywhere here, is norm-wise per tensor:
+``rel(a, b) = ‖a − b‖∞ / max(‖a‖∞, ‖b‖∞, floor)`` — 0 when both are 0, ≥ 1 when one is 0 and
+the other not, never inflated by tiny entries. Against finite differences the floor is 1e5 ×
+FD's own rounding noise (≈ ε_mach·Σ|v|·|f|/eps), so a gradient too small for FD to resolve is
+not flagged; an exact op in float64 with eps=1e-6 scores ~1e-10 or below.
+Grades: ``good`` (rel ≤ 1e-7), ``acceptable`` (≤ 1e-4, typical near kinks), ``wrong``.
+"""
+
+
+from ._common import ACCEPTABLE, GOOD, grade, relative_error
+from .function import FunctionReport, InputReport, check_function
+from .model import GradientReport, ParameterRow, compare_gradients, default_tolerance
+
+__all__ = [
+    "ACCEPTABLE",
+    "GOOD",
+    "FunctionReport",
+    "GradientReport",
+    "InputReport",
+    "ParameterRow",
+    "check_function",
+    "compare_gradients",
+    "default_tolerance",
+    "grade",
+    "relative_error",
+]
