@@ -88,7 +88,7 @@ def test_tensorboard_events_hold_scalars_histograms_and_audit(tmp_path):
     acc.Reload()
     tags = acc.Tags()
     scalars = set(tags["scalars"])
-    for tag in ("train/loss_step", "val/loss", "val/acc", "test/acc", "lr",
+    for tag in ("train/loss", "train/loss_epoch", "val/loss", "val/acc", "test/acc", "lr",
                 "grad_audit/worst", "flow/layer0/grad_norm", "flow/layer0/dead",
                 "flow/layer2/update_ratio"):
         assert tag in scalars, f"{tag} missing from {sorted(scalars)}"

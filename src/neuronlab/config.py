@@ -22,6 +22,8 @@ from .training.task import INIT_SCHEMES, MODELS
 
 PRECISIONS = ("32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
+NEURON_LOSSES = ("bce", "mse")  # one output: cross_entropy needs one output per class
+GROUPS = ("data", "model", "init", "optimizer", "scheduler", "trainer")
 
 
 class ConfigError(ValueError):
@@ -42,8 +44,13 @@ def _need(cond: bool, key: str, value: Any, allowed: str) -> None:
 
 
 def _choice(key: str, value: Any, allowed) -> None:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise ConfigError(str(_unknown(key, value, allowed)))
+
+
+def _bool(key: str, value: Any, null_ok: bool = False) -> None:
+    ok = isinstance(value, bool) or (null_ok and value is None)
+    _need(ok, key, value, "must be true or false" + (" (or null)" if null_ok else ""))
 
 
 def _check_model(m: Mapping) -> None:
@@ -57,8 +64,15 @@ def _check_model(m: Mapping) -> None:
         _choice("model.output_activation", m.get("output_activation"), ACTIVATIONS)
     _choice("model.backprop", m.get("backprop"), BACKPROP_MODES)
     _choice("model.loss", m.get("loss"), LOSSES)
-    _need(isinstance(m.get("compile", False), bool), "model.compile", m.get("compile"),
-          "must be true or false")
+    _bool("model.compile", m.get("compile", False))
+    if m.get("kind") == "neuron":  # one output: no hidden layers, no softmax over classes
+        _need(not hidden, "model.hidden", list(hidden), "must be [] with model.kind=neuron "
+              "(one neuron has no hidden layers); use model=mlp for hidden layers")
+        _need(m.get("loss") in NEURON_LOSSES, "model.loss", m.get("loss"),
+              f"does not fit model.kind=neuron (one output); use one of: "
+              f"{', '.join(NEURON_LOSSES)}, or model=mlp")
+        _need(m.get("output_activation") is None, "model.output_activation",
+              m.get("output_activation"), "is only used with model.kind=mlp; leave it null")
 
 
 def _check_init(i: Mapping) -> None:
@@ -109,8 +123,13 @@ def _check_scheduler(s: Mapping) -> None:
 def _check_data(d: Mapping) -> None:
     from .data import check_dataset_args
 
+    n, noise = d.get("n_samples"), d.get("noise")
+    _need(n is None or _is_int(n), "data.n_samples", n, "must be null (the default) or an "
+          "integer ≥ 1")
+    _need(noise is None or _is_num(noise), "data.noise", noise, "must be null (the default) or "
+          "a number ≥ 0")
     try:
-        check_dataset_args(d.get("name"), d.get("n_samples"), d.get("noise"))
+        check_dataset_args(d.get("name"), n, noise)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     bs = d.get("batch_size")
@@ -119,6 +138,11 @@ def _check_data(d: Mapping) -> None:
     for key in ("val_fraction", "test_fraction"):
         v = d.get(key, 0.0)
         _need(_is_num(v) and 0 <= v < 1, f"data.{key}", v, "must be in [0, 1)")
+    total = d.get("val_fraction", 0.0) + d.get("test_fraction", 0.0)
+    _need(total < 1, "data.val_fraction + data.test_fraction", round(total, 6),
+          "must be < 1 (the rest is the training split)")
+    _bool("data.standardize", d.get("standardize"), null_ok=True)
+    _bool("data.device_resident", d.get("device_resident", True))
 
 
 def _check_trainer(t: Mapping) -> None:
@@ -148,13 +172,65 @@ def _check_trainer(t: Mapping) -> None:
                   v, "must be an integer ≥ 1")
     ms = t.get("max_steps", -1)
     _need(_is_int(ms) and (ms == -1 or ms >= 1), "trainer.max_steps", ms, "must be -1 or ≥ 1")
+    det = t.get("deterministic", False)
+    _need(det in (True, False, None, "warn"), "trainer.deterministic", det,
+          "must be true, false or 'warn'")
+    for key in ("accumulate_grad_batches", "check_val_every_n_epoch", "num_nodes"):
+        if t.get(key) is not None:
+            _need(_is_int(t[key]) and t[key] >= 1, f"trainer.{key}", t[key],
+                  "must be an integer ≥ 1")
+    if t.get("gradient_clip_val") is not None:
+        v = t["gradient_clip_val"]
+        _need(_is_num(v) and v >= 0, "trainer.gradient_clip_val", v, "must be a number ≥ 0")
+
+
+def _check_callbacks(c: Mapping) -> None:
+    """The keys of the callbacks that ``conf/callbacks/default.yaml`` names."""
+    checks = {
+        "gradient_audit": {"every_n_steps": (1, int)},
+        "gradient_flow": {"every_n_steps": (1, int)},
+        "divergence": {"check_every_n_steps": (1, int), "max_loss": (0, float)},
+        "model_checkpoint": {"save_top_k": (-1, int)},
+    }
+    for name, keys in checks.items():
+        node = c.get(name)
+        if not isinstance(node, Mapping):
+            continue
+        for key, (lo, kind) in keys.items():
+            if key not in node:
+                continue
+            v = node[key]
+            if kind is int:
+                _need(_is_int(v) and v >= lo, f"callbacks.{name}.{key}", v,
+                      f"must be an integer ≥ {lo}")
+            else:
+                _need(_is_num(v) and v > lo, f"callbacks.{name}.{key}", v,
+                      f"must be a number > {lo}")
+
+
+def _plain(cfg: Any) -> Mapping:
+    """A composed ``DictConfig`` as plain containers (interpolations resolved), group by group:
+    ``paths`` may hold ``${hydra:...}``, which resolves only inside a Hydra run."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if not isinstance(cfg, DictConfig):
+        return cfg
+    out: dict[str, Any] = {}
+    for key in ("seed", "ckpt_path", "callbacks", *GROUPS):
+        if key in cfg:
+            node = cfg[key]
+            out[key] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(
+                node) else node
+    return out
 
 
 def validate_config(cfg: Mapping) -> None:
-    """Raise :class:`ConfigError` for the first bad value in a composed training config."""
+    """Raise :class:`ConfigError` for the first bad value in a composed training config
+    (a ``DictConfig`` from :func:`compose` or its plain-container form)."""
+    cfg = _plain(cfg)
     seed = cfg.get("seed")
-    _need(_is_int(seed) and seed >= 0, "seed", seed, "must be an integer ≥ 0")
-    for group in ("data", "model", "init", "optimizer", "scheduler", "trainer"):
+    _need(_is_int(seed) and 0 <= seed < 2**32, "seed", seed, "must be an integer in [0, 2**32)")
+    for group in GROUPS:
         if not isinstance(cfg.get(group), Mapping):
             raise ConfigError(f"{group}: missing from the config (pick one with {group}=...)")
     _check_data(cfg["data"])
@@ -163,9 +239,11 @@ def validate_config(cfg: Mapping) -> None:
     _check_optimizer(cfg["optimizer"])
     _check_scheduler(cfg["scheduler"])
     _check_trainer(cfg["trainer"])
+    if isinstance(cfg.get("callbacks"), Mapping):
+        _check_callbacks(cfg["callbacks"])
     ckpt = cfg.get("ckpt_path")
     if ckpt is not None and ckpt != "last":
-        _need(os.path.isfile(str(ckpt)), "ckpt_path", ckpt,
+        _need(isinstance(ckpt, str) and os.path.isfile(ckpt), "ckpt_path", ckpt,
               "is not a file; give a checkpoint path, 'last' or null")
 
 

@@ -13,11 +13,13 @@ from omegaconf import DictConfig
 from ..paths import config_dir
 
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C (128 + SIGINT)
 
 
-def _fail(message: str) -> None:
-    print(f"neuronlab-train: error: {message}", file=sys.stderr)
-    sys.exit(EXIT_CONFIG)
+def _fail(message: str, code: int = EXIT_CONFIG) -> None:
+    one_line = " ".join(str(message).split())
+    print(f"neuronlab-train: error: {one_line}", file=sys.stderr)
+    sys.exit(code)
 
 
 def _group_options(group: str) -> list[str]:
@@ -26,7 +28,8 @@ def _group_options(group: str) -> list[str]:
 
 
 def preflight(argv: list[str]) -> None:
-    """Check ``group=option`` overrides before Hydra does, for a one-line error."""
+    """Check the overrides before Hydra does, for a one-line error: ``group=option`` names,
+    then that Hydra can compose them (an unknown key, a syntax error)."""
     groups = {p.name for p in config_dir().iterdir() if p.is_dir()} - {"hydra"}
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
@@ -41,6 +44,78 @@ def preflight(argv: list[str]) -> None:
                 close = difflib.get_close_matches(choice, options, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 _fail(f"{key}={choice!r} is not one of: {', '.join(options)}{hint}")
+    if os.environ.get("HYDRA_FULL_ERROR") != "1":
+        problem = compose_problem(argv)
+        if problem:
+            _fail(problem)
+
+
+def compose_problem(argv: list[str]) -> str | None:
+    """What Hydra would refuse in ``argv``, as one line, or ``None``.
+
+    Composes the config once through Hydra's compose API (~0.2 s), each sweep taking its
+    first value. Command lines with other flags than ``-m``/``--multirun`` are left to Hydra.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    flags = [a for a in argv if a.startswith("-")]
+    if any(f not in ("-m", "--multirun") for f in flags):
+        return None
+    args = [a for a in argv if not a.startswith("-")]
+    try:
+        overrides = OverridesParser.create().parse_overrides(args)
+        single = []
+        for o in overrides:
+            if o.is_sweep_override() and not flags:
+                return (f"{o.input_line} is a sweep (several values): add -m (--multirun) to "
+                        "run one job per value")
+            if o.is_sweep_override():
+                first = next(iter(o.sweep_string_iterator()), None)
+                text = f"{o.get_key_element()}={first}" if first is not None else o.input_line
+                single.append(text)
+            else:
+                single.append(o.input_line)
+        from ..config import compose
+
+        compose(single)
+    except OverrideParseException as e:
+        detail = " ".join(line for line in e.message.splitlines() if "hydra.cc" not in line)
+        return f"{e.override}: cannot parse this override ({detail.strip()})"
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        return _explain_hydra_error(str(e), args)
+    return None
+
+
+def _explain_hydra_error(text: str, args: list[str]) -> str:
+    """Hydra's message, on one line; for an unknown key, the keys its group does have."""
+    import re
+
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    m = re.match(r"Could not override '([^']+)'", lines[0]) if lines else None
+    if not m:
+        return " ".join(lines) or "Hydra could not compose the config"
+    key = m.group(1)
+    value = next((a.split("=", 1)[1] for a in args if a.split("=", 1)[0] == key), "")
+    parent, _, leaf = key.rpartition(".")
+    allowed = ""
+    try:
+        from omegaconf import OmegaConf
+
+        from ..config import compose
+
+        groups_only = [a for a in args if "." not in a.split("=", 1)[0]]
+        node = OmegaConf.select(compose(groups_only), parent) if parent else None
+        if node is not None and OmegaConf.is_dict(node):
+            keys = sorted(str(k) for k in node.keys())
+            close = difflib.get_close_matches(leaf, keys, n=1)
+            hint = f" (did you mean {parent}.{close[0]}?)" if close else ""
+            allowed = f"; {parent} has: {', '.join(keys)}{hint}"
+    except Exception:  # noqa: BLE001 - the hint is a courtesy
+        pass
+    return (f"{key}={value} is not a config key{allowed}. To add a new key on purpose use "
+            f"+{key}={value}")
 
 
 def _remove_if_unused(run_dir: Path) -> None:
@@ -120,10 +195,15 @@ def main() -> None:
                 raise
             _remove_if_unused(run_dir)
             _fail(str(e))
+        except KeyboardInterrupt:  # Ctrl-C before training started: nothing to keep
+            _remove_if_unused(run_dir)
+            _fail("interrupted before training started", EXIT_INTERRUPTED)
         if record.get("trainer") is None or record["trainer"].is_global_zero:
             _report(record)
         if record["status"] == "failed":
             sys.exit(1)
+        if record["status"] == "interrupted":  # ends a sweep too: Ctrl-C means stop
+            sys.exit(EXIT_INTERRUPTED)
         return record.get("metrics", {}).get("val/loss")
 
     _main()

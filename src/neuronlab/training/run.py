@@ -1,25 +1,36 @@
 """``train(cfg)``: one run, from a composed config to ``metrics.json``.
 
 Build (data → task → callbacks, logger, trainer), ``fit``, ``test``, then write the run's
-``metrics.json`` with ``status`` = ok | diverged | failed. A config or data problem raises
+``metrics.json`` with ``status`` = ok | diverged | failed | interrupted. A config or data
+problem, or a checkpoint that cannot be resumed from, raises
 :class:`~neuronlab.config.ConfigError` before any training starts.
 """
 
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import ConfigError, validate_config
 from .audit import GradientMismatch
-from .checkpoint import CheckpointError, SafeCheckpointIO, atomic_write_bytes
+from .checkpoint import (
+    CheckpointError,
+    SafeCheckpointIO,
+    atomic_write_bytes,
+    load_checkpoint,
+    remove_stale_temp_files,
+)
 from .divergence import Diverged
+from .interrupt import INTERRUPTED_CKPT, Interrupted, InterruptSaver
 from .task import LearnTask
 
 FINISHED = ("ok", "diverged")
@@ -46,15 +57,70 @@ def write_metrics(run_dir: str | Path, record: dict[str, Any]) -> None:
 
 
 def _resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """``last``: the later (by step) of ``last.ckpt`` (end of an epoch) and ``interrupted.ckpt``
+    (saved on Ctrl-C); at the same step, ``last.ckpt``."""
     if ckpt_path != "last":
         return ckpt_path
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if not last.is_file():
+    folder = run_dir / "checkpoints"
+    found = [p for p in (folder / "last.ckpt", folder / INTERRUPTED_CKPT) if p.is_file()]
+    if not found:
         raise ConfigError(
-            f"ckpt_path='last': no checkpoint at {last}; resume with "
+            f"ckpt_path='last': no checkpoint at {folder / 'last.ckpt'}; resume with "
             "hydra.run.dir=<the run's folder> ckpt_path=last, or ckpt_path=<file>"
         )
-    return str(last)
+    steps = {p: int(load_checkpoint(p).get("global_step", -1)) for p in found}
+    return str(max(found, key=lambda p: (steps[p], p.name == "last.ckpt")))
+
+
+def check_resumable(ckpt_path: str, task: LearnTask, data_name: str) -> None:
+    """Raise :class:`ConfigError` unless ``ckpt_path`` is a safe, whole training checkpoint of
+    a network of the same shape as ``task``'s (the same data and model settings)."""
+    try:
+        ckpt = load_checkpoint(ckpt_path)
+    except CheckpointError as e:
+        raise ConfigError(str(e)) from None
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or "loops" not in ckpt:
+        raise ConfigError(f"ckpt_path={ckpt_path!r} is not a training checkpoint written by "
+                          "neuronlab-train (no state_dict or loop state in it)")
+    hp = ckpt.get("hyper_parameters") or {}
+    have = (hp.get("n_in"), hp.get("n_classes"))
+    want = (task.hparams.n_in, task.hparams.n_classes)
+    if None not in have and have != want:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path!r} holds a network for {have[0]} features and {have[1]} "
+            f"classes, but data {data_name!r} has {want[0]} features and {want[1]} classes; "
+            "resume with the data the checkpoint was trained on"
+        )
+    for name, value in task.state_dict().items():
+        if name not in state or tuple(state[name].shape) != tuple(value.shape):
+            found = tuple(state[name].shape) if name in state else "nothing"
+            raise ConfigError(
+                f"ckpt_path={ckpt_path!r} does not fit the model of this config: {name} is "
+                f"{found} there and {tuple(value.shape)} here (model.kind="
+                f"{task.hparams.model.get('kind')!r}, model.hidden="
+                f"{list(task.hparams.model.get('hidden') or [])}); resume with the model "
+                "settings the checkpoint was trained with"
+            )
+
+
+def _resume_hint(e: Interrupted, run_dir: Path) -> str:
+    """``e``'s message plus the command that resumes the run."""
+    has_ckpt = e.checkpoint or (run_dir / "checkpoints" / "last.ckpt").is_file()
+    if not has_ckpt:
+        return f"{e}; nothing to resume from: run it again"
+    overrides = "<the same overrides>"
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            kept = [o for o in HydraConfig.get().overrides.task
+                    if not o.startswith(("ckpt_path=", "hydra.run.dir=", "paths.output_dir="))]
+            overrides = " ".join(kept)
+    except Exception:  # noqa: BLE001 - the hint is a courtesy
+        pass
+    return (f"{e}; resume with: neuronlab-train {overrides} hydra.run.dir={run_dir} "
+            "ckpt_path=last").replace("  ", " ")
 
 
 def _hparams(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -68,31 +134,59 @@ def _hparams(cfg: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def build(cfg: dict[str, Any]) -> tuple[L.LightningDataModule, LearnTask, L.Trainer]:
-    """Validate ``cfg`` and build the DataModule, the task and the Trainer."""
+def _instantiate(group: str, node: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``; a bad value becomes a one-line :class:`ConfigError`."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__ if e.__cause__ is not None else e
+        text = " ".join(str(cause).split())
+        raise ConfigError(text if text.startswith(f"{group}") else f"{group}: {text}") from e
+
+
+def build(
+    cfg: dict[str, Any], dataset: Any = None
+) -> tuple[L.LightningDataModule, LearnTask, L.Trainer]:
+    """Validate ``cfg`` and build the DataModule, the task and the Trainer.
+
+    ``dataset``: a :class:`neuronlab.data.Dataset` (e.g. ``from_tensors``) used instead of
+    ``data.name``; it is validated (finite features, labels in range) before anything runs.
+    """
+    cfg = _container(cfg)
     validate_config(cfg)
     try:
-        datamodule = instantiate(cfg["data"])
+        extra = {"dataset": dataset} if dataset is not None else {}
+        datamodule = _instantiate("data", cfg["data"], **extra)
         datamodule.setup("fit")
         task = LearnTask(
             n_in=datamodule.n_features, n_classes=datamodule.n_classes, model=cfg["model"],
             init=cfg["init"], optimizer=cfg["optimizer"], scheduler=cfg["scheduler"],
             seed=cfg["seed"], feature_names=list(datamodule.feature_names),
         )
-        callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-        logger = instantiate(cfg["logger"]) if cfg.get("logger") else False
-        trainer = instantiate(cfg["trainer"], callbacks=callbacks, logger=logger,
-                              plugins=[SafeCheckpointIO()])
+        callbacks = [_instantiate("callbacks", c)
+                     for c in (cfg.get("callbacks") or {}).values() if c]
+        callbacks.append(InterruptSaver())  # Ctrl-C saves and stops; not a config choice
+        logger = _instantiate("logger", cfg["logger"]) if cfg.get("logger") else False
+        trainer = _instantiate("trainer", cfg["trainer"], callbacks=callbacks, logger=logger,
+                               plugins=[SafeCheckpointIO()])
     except (ValueError, TypeError) as e:
-        raise ConfigError(str(e)) from e
+        raise ConfigError(" ".join(str(e).split())) from e
     return datamodule, task, trainer
 
 
-def train(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
+def _restore_sigint(handler: Any) -> None:
+    # Lightning ignores SIGINT after a KeyboardInterrupt; give the caller back its Ctrl-C
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+
+
+def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, Any]:
     """Run one training job; returns what ``metrics.json`` holds.
 
     A run folder that already holds a finished run (status ok or diverged) is not run again
     unless ``ckpt_path`` is given: its stored metrics are returned (so a re-run sweep skips it).
+    ``dataset``: a :class:`neuronlab.data.Dataset` to train on instead of ``data.name``.
+    Ctrl-C saves ``checkpoints/interrupted.ckpt`` and ends with status ``interrupted``.
     """
     cfg = _container(cfg)
     run_dir = Path(cfg["paths"]["output_dir"])
@@ -100,12 +194,18 @@ def train(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     if prior and prior.get("status") in FINISHED and not cfg.get("ckpt_path"):
         prior["skipped"] = True
         return prior
+    validate_config(cfg)
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
-    datamodule, task, trainer = build(cfg)
+    datamodule, task, trainer = build(cfg, dataset=dataset)
     try:
         ckpt = _resolve_ckpt(cfg.get("ckpt_path"), run_dir)
     except CheckpointError as e:
         raise ConfigError(str(e)) from e
+    if ckpt is not None:
+        check_resumable(ckpt, task, datamodule.name)
+    remove_stale_temp_files(run_dir / "checkpoints")
+    saver = next(c for c in trainer.callbacks if isinstance(c, InterruptSaver))
+    sigint = signal.getsignal(signal.SIGINT)
     status, message, test = "ok", None, {}
     start = time.perf_counter()
     try:
@@ -117,6 +217,14 @@ def train(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
         status, message = "failed", str(e)
     except CheckpointError as e:
         raise ConfigError(str(e)) from e
+    except (Interrupted, KeyboardInterrupt, SystemExit) as e:
+        # Interrupted: our Ctrl-C path; SystemExit: Lightning's (a second Ctrl-C, SIGTERM)
+        interrupted = e if isinstance(e, Interrupted) else saver.interrupted
+        if interrupted is None:
+            raise
+        status, message = "interrupted", _resume_hint(interrupted, run_dir)
+    finally:
+        _restore_sigint(sigint)
     seconds = time.perf_counter() - start
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     final.update({k: float(v) for k, v in test.items()})

@@ -131,8 +131,9 @@ class LearnTask(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         _, loss = self.output_and_loss(batch)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=batch[0].shape[0])
+        n = batch[0].shape[0]
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
     def _eval_step(self, batch, stage: str, metric: torchmetrics.Metric) -> Tensor:

@@ -1,0 +1,363 @@
+"""The sections of ``scripts/bench.py``: ceiling, step, loop, peer, scaling.
+
+Each section takes a :class:`Plan` (sizes and repetitions; ``--quick`` shrinks them) and
+returns a JSON-ready dict.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from bench_timing import (
+    GemmSequence,
+    TrainStep,
+    build_mlp,
+    interleaved,
+    median,
+    paired_ratio,
+    spread,
+    step_flops,
+)
+
+from neuronlab.data import NeuronDataModule, TensorLoader
+from neuronlab.functional import get_loss
+from neuronlab.optim import SGD
+
+MODES = ("manual", "autograd")
+
+
+@dataclass
+class Plan:
+    """What to run: sizes (name → (layer sizes, batch)), repetitions and switches."""
+
+    device: torch.device
+    dtype: torch.dtype
+    quick: bool = False
+    sizes: dict[str, tuple[list[int], int]] = field(default_factory=dict)
+    blocks: int = 7
+    block_s: float = 0.25
+    compile_backend: str | None = "inductor"
+    compile_sizes: tuple[str, ...] = ("small", "mid")
+    loop: dict = field(default_factory=dict)
+    peer: dict = field(default_factory=dict)
+    scaling: dict = field(default_factory=dict)
+
+    @classmethod
+    def make(cls, device: torch.device, dtype: torch.dtype, quick: bool, wide: bool) -> Plan:
+        if quick:
+            return cls(
+                device, dtype, quick=True,
+                sizes={"small": ([2, 64, 64, 2], 256), "mid": ([64, 128, 128, 10], 64)},
+                blocks=3, block_s=0.03,
+                compile_backend="aot_eager",  # traces fwd + bwd like inductor, no C++ build
+                compile_sizes=("mid",),
+                loop=dict(rows=512, n_in=64, hidden=[128, 128], n_classes=10, batch=128,
+                          epochs=1, repeats=1),
+                peer=dict(batch=64, epochs=3, lr=0.1, repeats=1),
+                scaling=dict(sizes=[64, 128, 128, 10], batch=64, batches=[16, 32, 64, 128],
+                             widths=[32, 64, 128, 256], blocks=3, block_s=0.02),
+            )
+        sizes = {"small": ([2, 64, 64, 2], 256), "mid": ([784, 1024, 1024, 10], 512)}
+        if wide or device.type == "cuda":
+            sizes["wide"] = ([4096, 4096, 4096, 4096, 10], 4096)
+        return cls(
+            device, dtype, sizes=sizes,
+            # inductor on a 2-core CPU: ~10-20 s per graph; the 4096-wide one only on CUDA
+            compile_sizes=("small", "mid", "wide") if device.type == "cuda" else ("small", "mid"),
+            loop=dict(rows=8192, n_in=784, hidden=[1024, 1024], n_classes=10, batch=512,
+                      epochs=2, repeats=3),
+            peer=dict(batch=128, epochs=40, lr=0.1, repeats=3),
+            scaling=dict(sizes=[784, 1024, 1024, 10], batch=512,
+                         batches=[64, 128, 256, 512, 1024, 2048],
+                         widths=[128, 256, 512, 1024, 2048], blocks=5, block_s=0.2),
+        )
+
+
+# ---- ceiling -------------------------------------------------------------------------------
+
+
+def ceiling_section(plan: Plan) -> dict:
+    """Matmul throughput of each GEMM the MLPs' steps run, and of the whole sequence."""
+    out = {}
+    for name, (sizes, batch) in plan.sizes.items():
+        seq = GemmSequence(sizes, batch, plan.device, plan.dtype)
+        blocks = 3 if name == "wide" and plan.device.type == "cpu" else plan.blocks
+        rows = seq.per_gemm(blocks=blocks, block_s=plan.block_s / 2)
+        t_seq = median(interleaved({"seq": seq}, plan.device, blocks=blocks,
+                                   block_s=plan.block_s, warmup=1)["seq"])
+        out[name] = {
+            "sizes": sizes, "batch": batch, "gemms": rows,
+            "sequence_time_s": t_seq,
+            "sequence_flops": seq.flops,
+            "sequence_flops_per_s": seq.flops / t_seq,
+            "ceiling_flops_per_s": step_flops(sizes, batch) / t_seq,
+        }
+    return out
+
+
+# ---- the training step -----------------------------------------------------------------------
+
+
+def step_section(plan: Plan) -> dict:
+    """Step time of manual vs autograd, eager and compiled, against the GEMMs alone."""
+    out = {}
+    for name, (sizes, batch) in plan.sizes.items():
+        big_cpu = name == "wide" and plan.device.type == "cpu"
+        steps = {f"{m}/eager": TrainStep(sizes, batch, m, plan.device, plan.dtype) for m in MODES}
+        compile_s = {}
+        if plan.compile_backend and name in plan.compile_sizes:
+            try:
+                for m in MODES:
+                    step = TrainStep(sizes, batch, m, plan.device, plan.dtype,
+                                     plan.compile_backend)
+                    t0 = time.perf_counter()
+                    step()  # compiles forward and backward
+                    step()
+                    compile_s[m] = time.perf_counter() - t0
+                    steps[f"{m}/compiled"] = step
+            except Exception as err:  # no C++ toolchain, unsupported dtype: report, go on
+                compile_s["error"] = f"{type(err).__name__}: {err}"[:500]
+                steps.pop("manual/compiled", None)
+        fns: dict = dict(steps)
+        fns["gemm"] = GemmSequence(sizes, batch, plan.device, plan.dtype)
+        blocks = 3 if big_cpu else plan.blocks
+        times = interleaved(fns, plan.device, blocks=blocks, block_s=plan.block_s,
+                            warmup=1 if big_cpu else 3)
+        flops = step_flops(sizes, batch)
+        t_gemm = median(times["gemm"])
+        variants = {}
+        for key in steps:
+            t = median(times[key])
+            variants[key] = {
+                "time_s": t, "spread": spread(times[key]), "flops_per_s": flops / t,
+                "fraction_of_matmul": paired_ratio(times["gemm"], times[key]),
+            }
+        ratios = {"manual_over_autograd": paired_ratio(times["manual/eager"],
+                                                       times["autograd/eager"])}
+        if "manual/compiled" in steps:
+            ratios["manual_over_autograd_compiled"] = paired_ratio(
+                times["manual/compiled"], times["autograd/compiled"])
+            for m in MODES:
+                ratios[f"compiled_over_eager_{m}"] = paired_ratio(
+                    times[f"{m}/compiled"], times[f"{m}/eager"])
+        memory = {m: steps[f"{m}/eager"].saved_bytes() for m in MODES}
+        if plan.device.type == "cuda":
+            for m in MODES:
+                memory[m]["peak_cuda_bytes"] = steps[f"{m}/eager"].peak_cuda_bytes()
+        ratios["manual_over_autograd_memory"] = (
+            memory["manual"]["saved_bytes"] / memory["autograd"]["saved_bytes"])
+        ratios["manual_over_autograd_activation_memory"] = (
+            memory["manual"]["saved_activation_bytes"]
+            / memory["autograd"]["saved_activation_bytes"])
+        out[name] = {
+            "sizes": sizes, "batch": batch, "flops_per_step": flops,
+            "gemm_time_s": t_gemm, "ceiling_flops_per_s": flops / t_gemm,
+            "variants": variants, "ratios": ratios, "memory": memory,
+            "compile_s": compile_s, "blocks": blocks,
+        }
+        del steps, fns
+    return out
+
+
+# ---- the training loop: Lightning vs a plain loop ---------------------------------------------
+
+
+def _task(cfg: dict, device: torch.device):
+    from neuronlab.training.task import LearnTask
+
+    task = LearnTask(
+        cfg["n_in"], cfg["n_classes"],
+        model=dict(kind="mlp", hidden=cfg["hidden"], activation="relu", backprop="manual",
+                   loss="cross_entropy", compile=False),
+        init=dict(distribution="normal", scheme="kaiming"),
+        optimizer=dict(name="sgd", lr=0.01), scheduler=dict(name="none"), seed=0,
+    )
+    return task.to(device)
+
+
+def _raw_fit(task, loader: TensorLoader, epochs: int) -> None:
+    """The plain PyTorch loop: what ``Trainer.fit`` does, without the machinery."""
+    conf = task.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    task.train()
+    for _ in range(epochs):
+        for batch in loader:
+            opt.zero_grad(set_to_none=True)
+            _, loss = task.output_and_loss(batch)
+            loss.backward()
+            opt.step()
+            sched.step()
+
+
+def _lightning_fit(task, loader: TensorLoader, epochs: int, device: torch.device,
+                   defaults: bool, root: str) -> float:
+    """Build the Trainer, then time ``fit`` alone (the Trainer's construction is returned)."""
+    import lightning as L
+
+    off = {} if defaults else dict(enable_checkpointing=False, logger=False,
+                                   enable_progress_bar=False, enable_model_summary=False)
+    t0 = time.perf_counter()
+    trainer = L.Trainer(max_epochs=epochs, accelerator="gpu" if device.type == "cuda" else "cpu",
+                        devices=1, default_root_dir=root, **off)
+    init_s = time.perf_counter() - t0
+    trainer.fit(task, train_dataloaders=loader)
+    return init_s
+
+
+def loop_section(plan: Plan) -> dict:
+    """``Trainer.fit`` (logging/checkpointing off, then at defaults) vs a plain loop."""
+    cfg = plan.loop
+    dev, dtype = plan.device, plan.dtype
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(cfg["rows"], cfg["n_in"], generator=g).to(dev, dtype)
+    y = torch.randint(0, cfg["n_classes"], (cfg["rows"],), generator=g).to(dev)
+    epochs = cfg["epochs"]
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
+    times: dict[str, list[float]] = {"raw": [], "lightning_off": [], "lightning_defaults": []}
+    init_s: dict[str, list[float]] = {"lightning_off": [], "lightning_defaults": []}
+    with tempfile.TemporaryDirectory() as root, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+
+        def run(kind: str, n_epochs: int) -> float:
+            task = _task(cfg, dev).to(dtype=dtype)
+            loader = TensorLoader(x, y, cfg["batch"], shuffle=True, seed=0)
+            t0 = time.perf_counter()
+            if kind == "raw":
+                _raw_fit(task, loader, n_epochs)
+                built = 0.0
+            else:
+                built = _lightning_fit(task, loader, n_epochs, dev, kind == "lightning_defaults",
+                                       root)
+            elapsed = time.perf_counter() - t0 - built
+            if kind != "raw":
+                init_s[kind].append(built)
+            return elapsed
+
+        for kind in times:  # warm-up: imports, first Trainer, first checkpoint write
+            run(kind, 1)
+        for k in init_s.values():
+            k.clear()
+        names = list(times)
+        for r in range(cfg["repeats"]):
+            for kind in names if r % 2 == 0 else names[::-1]:
+                times[kind].append(run(kind, epochs))
+    steps = epochs * math.ceil(cfg["rows"] / cfg["batch"])
+    return {
+        "model": [cfg["n_in"], *cfg["hidden"], cfg["n_classes"]], "rows": cfg["rows"],
+        "batch": cfg["batch"], "epochs": epochs, "steps": steps, "repeats": cfg["repeats"],
+        "fit_time_s": {k: median(v) for k, v in times.items()},
+        "trainer_init_s": {k: median(v) for k, v in init_s.items()},
+        "step_time_s": {k: median(v) / steps for k, v in times.items()},
+        "lightning_over_raw": paired_ratio(times["lightning_off"], times["raw"]),
+        "lightning_defaults_over_raw": paired_ratio(times["lightning_defaults"], times["raw"]),
+        "timed": "Trainer.fit only (Trainer construction reported apart); raw = the same "
+                 "LearnTask.output_and_loss + configure_optimizers in a for loop",
+    }
+
+
+# ---- the peer: scikit-learn's MLPClassifier on digits -----------------------------------------
+
+
+def peer_section(plan: Plan) -> dict:
+    """neuronlab (plain loop: MLP + SGD + TensorLoader) vs scikit-learn's MLPClassifier."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    cfg = plan.peer
+    dm = NeuronDataModule(name="digits", seed=0, batch_size=cfg["batch"])
+    dm.setup()
+    (x_tr, y_tr), (x_te, y_te) = dm.train_tensors, dm.test_tensors
+    hidden = (64, 64)
+    sizes = [dm.n_features, *hidden, dm.n_classes]
+
+    def fit_neuronlab() -> tuple[float, float]:
+        net = build_mlp(sizes, "manual", torch.device("cpu"), torch.float32, seed=0)
+        opt = SGD(net.parameters(), lr=cfg["lr"])
+        loss_fn = get_loss("cross_entropy", "manual")
+        loader = TensorLoader(x_tr, y_tr, cfg["batch"], shuffle=True, seed=0)
+        t0 = time.perf_counter()
+        for _ in range(cfg["epochs"]):
+            for xb, yb in loader:
+                opt.zero_grad(set_to_none=True)
+                loss_fn(net.pre_activation(xb), yb).backward()
+                opt.step()
+        elapsed = time.perf_counter() - t0
+        with torch.no_grad():
+            acc = (net(x_te).argmax(-1) == y_te).float().mean().item()
+        return elapsed, acc
+
+    def fit_sklearn() -> tuple[float, float]:
+        clf = MLPClassifier(
+            hidden, activation="relu", solver="sgd", learning_rate="constant",
+            learning_rate_init=cfg["lr"], momentum=0.0, nesterovs_momentum=False, alpha=0.0,
+            batch_size=cfg["batch"], max_iter=cfg["epochs"], tol=0.0,
+            n_iter_no_change=10**9, early_stopping=False, shuffle=True, random_state=0,
+        )
+        xs, ys = x_tr.numpy(), y_tr.numpy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            t0 = time.perf_counter()
+            clf.fit(xs, ys)
+            elapsed = time.perf_counter() - t0
+        return elapsed, float(clf.score(x_te.numpy(), y_te.numpy()))
+
+    fit_neuronlab(), fit_sklearn()  # warm-up (first-call costs of both libraries)
+    runs: dict[str, list[tuple[float, float]]] = {"neuronlab": [], "sklearn": []}
+    for r in range(cfg["repeats"]):
+        order = [("neuronlab", fit_neuronlab), ("sklearn", fit_sklearn)]
+        for name, fn in order if r % 2 == 0 else order[::-1]:
+            runs[name].append(fn())
+    t_nl = [t for t, _ in runs["neuronlab"]]
+    t_sk = [t for t, _ in runs["sklearn"]]
+    return {
+        "dataset": dm.describe(), "hidden": list(hidden), "activation": "relu",
+        "setting": f"plain SGD lr={cfg['lr']} momentum=0, no weight decay (sklearn alpha=0), "
+                   f"batch {cfg['batch']}, {cfg['epochs']} epochs, shuffled, no early stopping",
+        "neuronlab_loop": "plain loop: neuronlab MLP (manual backprop, kaiming normal) + "
+                          "neuronlab.optim.SGD + TensorLoader; sklearn uses its Glorot init",
+        "neuronlab_time_s": median(t_nl), "sklearn_time_s": median(t_sk),
+        "neuronlab_step_s": median(t_nl) / (cfg["epochs"] * math.ceil(len(y_tr) / cfg["batch"])),
+        "sklearn_time_ratio": paired_ratio(t_nl, t_sk),
+        "neuronlab_accuracy": median([a for _, a in runs["neuronlab"]]),
+        "sklearn_accuracy": median([a for _, a in runs["sklearn"]]),
+        "sklearn_threads_note": "scikit-learn runs its numpy/BLAS on its own thread pool",
+    }
+
+
+# ---- scaling ------------------------------------------------------------------------------------
+
+
+def _fit_exponent(flops: list[int], times: list[float]) -> float:
+    slope, _ = np.polyfit(np.log(flops), np.log(times), 1)
+    return float(slope)
+
+
+def scaling_section(plan: Plan) -> dict:
+    """Manual-MLP step time over batch sizes and widths; the slope of log t vs log FLOPs."""
+    cfg = plan.scaling
+    base, batch0 = cfg["sizes"], cfg["batch"]
+    points = [("batch", b, base, b) for b in cfg["batches"]]
+    points += [("width", w, [base[0], w, w, base[-1]], batch0) for w in cfg["widths"]]
+    rows = []
+    for axis, value, sizes, batch in points:
+        step = TrainStep(sizes, batch, "manual", plan.device, plan.dtype)
+        t = median(interleaved({"s": step}, plan.device, blocks=cfg["blocks"],
+                               block_s=cfg["block_s"])["s"])
+        flops = step_flops(sizes, batch)
+        rows.append({"axis": axis, "value": value, "sizes": sizes, "batch": batch,
+                     "time_s": t, "flops": flops, "flops_per_s": flops / t})
+    out = {"points": rows}
+    for axis in ("batch", "width"):
+        sel = [r for r in rows if r["axis"] == axis]
+        out[f"exponent_{axis}"] = _fit_exponent([r["flops"] for r in sel],
+                                                [r["time_s"] for r in sel])
+    out["exponent"] = _fit_exponent([r["flops"] for r in rows], [r["time_s"] for r in rows])
+    return out

@@ -1,0 +1,270 @@
+"""Measuring helpers for ``scripts/bench.py``: interleaved medians, the GEMM ceiling,
+saved-tensor bytes, the training step under test, and machine info.
+
+Every comparison is a ratio of two timings taken in the same process, interleaved block by
+block (A B C, C B A, A B C, …) so that slow phases of a noisy machine hit every contender.
+A ratio is the median over blocks of the per-block ratio; a time is the median over blocks of
+the mean step time within the block.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+from neuronlab import MLP, initialize_
+from neuronlab.functional import get_loss
+from neuronlab.optim import SGD
+
+Step = Callable[[], object]
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued kernels (CUDA); a no-op on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_once(fn: Step, n: int, device: torch.device) -> float:
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t0) / n
+
+
+def interleaved(
+    fns: dict[str, Step],
+    device: torch.device,
+    *,
+    blocks: int = 7,
+    block_s: float = 0.25,
+    warmup: int = 3,
+    max_steps: int = 2000,
+) -> dict[str, list[float]]:
+    """Per-block mean step times (s) of each callable, the callables alternating block by block.
+
+    Each callable runs ``warmup`` steps first; its steps per block are set so one block takes
+    about ``block_s`` seconds (at least one step).
+    """
+    steps: dict[str, int] = {}
+    for name, fn in fns.items():
+        for _ in range(warmup):
+            fn()
+        probe = _time_once(fn, 1, device)
+        steps[name] = int(min(max(1, block_s / max(probe, 1e-7)), max_steps))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for b in range(blocks):
+        for name in names if b % 2 == 0 else names[::-1]:
+            times[name].append(_time_once(fns[name], steps[name], device))
+    return times
+
+
+def median(xs: Sequence[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def paired_ratio(num: Sequence[float], den: Sequence[float]) -> float:
+    """Median over blocks of num[b] / den[b] (both measured in the same block pair)."""
+    return median([a / b for a, b in zip(num, den, strict=True)])
+
+
+def spread(xs: Sequence[float]) -> float:
+    """Relative spread of block times: (max − min) / median."""
+    return (max(xs) - min(xs)) / median(xs)
+
+
+# ---- the networks under test ---------------------------------------------------------------
+
+
+def layer_shapes(sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """(n_in, n_out) of each layer of an MLP ``[n_in, h1, …, n_out]``."""
+    return list(zip(sizes[:-1], sizes[1:], strict=True))
+
+
+def step_flops(sizes: Sequence[int], batch: int) -> int:
+    """The nominal FLOPs of one training step: 6·B·Σ n_in·n_out (2 forward + 4 backward)."""
+    return 6 * batch * sum(a * b for a, b in layer_shapes(sizes))
+
+
+def build_mlp(
+    sizes: Sequence[int], backprop: str, device: torch.device, dtype: torch.dtype, seed: int = 0
+) -> MLP:
+    """A relu MLP with kaiming-normal weights drawn from ``seed`` (same weights for any mode)."""
+    net = MLP(list(sizes), activation="relu", backprop=backprop)
+    initialize_(net, distribution="normal", scheme="kaiming",
+                generator=torch.Generator().manual_seed(seed))
+    return net.to(device=device, dtype=dtype)
+
+
+def random_batch(
+    n_in: int, n_classes: int, batch: int, device: torch.device, dtype: torch.dtype, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """x ~ N(0, 1) ``(B, n_in)`` and class indices ``(B,)``, from ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, n_in, generator=g).to(device=device, dtype=dtype)
+    y = torch.randint(0, n_classes, (batch,), generator=g).to(device)
+    return x, y
+
+
+class TrainStep:
+    """One training step of an MLP: forward to the logits, cross-entropy, backward, SGD update.
+
+    ``compile_backend`` (e.g. ``"inductor"``) compiles forward + loss with ``torch.compile``;
+    AOTAutograd then compiles the backward as well. The update stays eager (neuronlab's SGD).
+    """
+
+    def __init__(
+        self, sizes: Sequence[int], batch: int, backprop: str, device: torch.device,
+        dtype: torch.dtype, compile_backend: str | None = None, lr: float = 1e-3,
+    ) -> None:
+        self.net = build_mlp(sizes, backprop, device, dtype)
+        self.x, self.y = random_batch(sizes[0], sizes[-1], batch, device, dtype)
+        self.loss_fn = get_loss("cross_entropy", backprop)
+        self.opt = SGD(self.net.parameters(), lr=lr)
+        fwd = self.forward_loss
+        self.fwd = torch.compile(fwd, backend=compile_backend) if compile_backend else fwd
+
+    def forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(self.net.pre_activation(x), y)
+
+    def __call__(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        self.fwd(self.x, self.y).backward()
+        self.opt.step()
+
+    def saved_bytes(self) -> dict[str, int]:
+        """Bytes of the unique storages the autograd graph saves for backward (one eager step).
+
+        ``saved_bytes`` counts every storage (weights included); ``saved_activation_bytes``
+        leaves out the parameters, which live anyway.
+        """
+        storages: dict[int, int] = {}
+        params = {p.untyped_storage().data_ptr() for p in self.net.parameters()}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            s = t.untyped_storage()
+            storages[s.data_ptr()] = s.nbytes()
+            return t
+
+        self.opt.zero_grad(set_to_none=True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = self.forward_loss(self.x, self.y)
+        loss.backward()
+        self.opt.zero_grad(set_to_none=True)
+        return {
+            "saved_bytes": sum(storages.values()),
+            "saved_activation_bytes": sum(n for p, n in storages.items() if p not in params),
+        }
+
+    def peak_cuda_bytes(self) -> int:
+        """``torch.cuda.max_memory_allocated`` over one step (CUDA only)."""
+        device = self.x.device
+        self.opt.zero_grad(set_to_none=True)
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        self()
+        sync(device)
+        return int(torch.cuda.max_memory_allocated(device))
+
+
+# ---- the ceiling: the step's GEMMs alone ---------------------------------------------------
+
+
+class GemmSequence:
+    """The exact matrix products of one fwd + bwd step of an MLP, run with ``torch.mm``.
+
+    Per layer: forward x Wᵀ ``(B, n_in)·(n_in, n_out)``; backward ∂W = gᵀ x
+    ``(n_out, B)·(B, n_in)`` and, except for the first layer (its input needs no gradient),
+    ∂x = g W ``(B, n_out)·(n_out, n_in)``. Outputs are preallocated (``out=``), so this is the
+    arithmetic alone, the upper bound of a step's speed.
+    """
+
+    def __init__(
+        self, sizes: Sequence[int], batch: int, device: torch.device, dtype: torch.dtype
+    ) -> None:
+        g = torch.Generator().manual_seed(0)
+
+        def rand(*shape: int) -> torch.Tensor:
+            return torch.randn(*shape, generator=g).to(device=device, dtype=dtype)
+
+        self.gemms: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        for i, (n_in, n_out) in enumerate(layer_shapes(sizes)):
+            x, w, grad = rand(batch, n_in), rand(n_out, n_in), rand(batch, n_out)
+            self.gemms.append((f"fwd {batch}x{n_in}·{n_in}x{n_out}", x, w.t(),
+                               rand(batch, n_out)))
+            self.gemms.append((f"dW {n_out}x{batch}·{batch}x{n_in}", grad.t(), x,
+                               rand(n_out, n_in)))
+            if i > 0:
+                self.gemms.append((f"dx {batch}x{n_out}·{n_out}x{n_in}", grad, w,
+                                   rand(batch, n_in)))
+        self.device = device
+
+    @property
+    def flops(self) -> int:
+        """FLOPs actually performed: 2·m·k·n per product."""
+        return sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for _, a, b, _ in self.gemms)
+
+    def __call__(self) -> None:
+        for _, a, b, out in self.gemms:
+            torch.mm(a, b, out=out)
+
+    def per_gemm(self, blocks: int, block_s: float) -> list[dict]:
+        """Throughput of each product on its own (FLOP/s), interleaved."""
+        fns = {name: (lambda a=a, b=b, o=o: torch.mm(a, b, out=o))
+               for name, a, b, o in self.gemms}
+        times = interleaved(fns, self.device, blocks=blocks, block_s=block_s)
+        rows = []
+        for name, a, b, _ in self.gemms:
+            t = median(times[name])
+            flops = 2 * a.shape[0] * a.shape[1] * b.shape[1]
+            rows.append({"gemm": name, "time_s": t, "flops_per_s": flops / t})
+        return rows
+
+
+# ---- machine -------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(device: torch.device) -> dict:
+    import lightning
+    import sklearn
+
+    info = {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "sklearn": sklearn.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_at_start": list(os.getloadavg()),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def finite_positive(x: float) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x) and x > 0
