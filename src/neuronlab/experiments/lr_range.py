@@ -1,5 +1,5 @@
 """The learning-rate range test: train a few hundred steps while the rate grows exponentially,
-record the loss at each step, and suggest a rate from where the loss falls fastest.
+record the loss at each step, and suggest a rate from where the loss falls.
 
 Lightning's ``Tuner.lr_find`` runs the steps; the suggestion is ours, because Lightning's
 ``suggestion()`` is easily fooled:
@@ -15,14 +15,17 @@ Lightning's ``Tuner.lr_find`` runs the steps; the suggestion is ours, because Li
 running median, (b) smooths with a *centered* moving average (no lag: the test is over, we
 can look both ways), (c) differentiates with respect to ln(lr) (``np.gradient(loss, log_lr)``,
 uniform spacing), (d) ignores the first ``window`` points (filter edges) and stops where the
-loss first exceeds ``blowup`` × its running minimum (or turns non-finite). Then
+loss first exceeds ``blowup`` × its running minimum (or turns non-finite). (e) It reads
+the descent as a distribution over log-rate — each bit of the loss's fall, −slope⁺, votes
+for the rate where it happened — and picks
 
-- ``method="valley"`` (default; fastai's "valley"): the longest descent of the smoothed loss
-  (its longest decreasing subsequence), and the rate half-way along it (in log-rate);
-- ``method="steepest"``: the steepest descent (most negative slope) before the minimum.
+- ``method="median"`` (default): the rate by which half of the fall has happened, the middle
+  of the descent (robust: a short dip at the end moves it little);
+- ``method="steepest"``: its mode, the most negative slope before the minimum.
 
 On the moons MLP the steepest point is often the short, sharp dip just before the loss blows
-up (a rate that diverges in a sweep); the valley's middle sits inside the converging band.
+up (a rate that diverges in a sweep); the median of the descent sits inside the band of rates
+that converge.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("valley", "steepest")
+METHODS = ("median", "steepest")
 
 
 @dataclass(frozen=True)
@@ -60,26 +63,10 @@ def smooth_losses(losses: np.ndarray, window: int = 5) -> np.ndarray:
     return _running(_running(np.asarray(losses, float), window, np.median), window, np.mean)
 
 
-def longest_descent(values: np.ndarray) -> tuple[int, int]:
-    """First and last index of the longest strictly decreasing subsequence of ``values``."""
-    n = len(values)
-    length, previous = np.ones(n, int), np.full(n, -1)
-    for i in range(1, n):
-        lower = np.flatnonzero(values[:i] > values[i])
-        if lower.size:
-            j = lower[np.argmax(length[lower])]
-            length[i], previous[i] = length[j] + 1, j
-    end = int(np.argmax(length))
-    start = end
-    while previous[start] >= 0:
-        start = int(previous[start])
-    return start, end
-
-
 def suggest_lr(
     lrs: np.ndarray | list[float],
     losses: np.ndarray | list[float],
-    method: str = "valley",
+    method: str = "median",
     window: int = 5,
     skip_start: int | None = None,
     blowup: float = 4.0,
@@ -89,7 +76,7 @@ def suggest_lr(
     Args:
         lrs: ``(N,)`` increasing rates, one per step (exponentially spaced).
         losses: ``(N,)`` the raw training loss of each step (NaN/inf allowed: the end).
-        method: ``"valley"`` (middle of the longest descent) or ``"steepest"``.
+        method: ``"median"`` (middle of the descent) or ``"steepest"``.
         window: odd width of the median filter and of the moving average.
         skip_start: points ignored at the start (default ``window``).
         blowup: the search stops where the smoothed loss exceeds ``blowup`` × its running min.
@@ -119,8 +106,8 @@ def suggest_lr(
     if method == "steepest":
         index = skip + int(np.argmin(slope[skip: minimum + 1]))
     else:
-        start, end = longest_descent(smoothed[skip:])
-        index = skip + (start + end) // 2
+        fall = np.cumsum(np.clip(-slope[skip: minimum + 1], 0.0, None))
+        index = skip + int(np.searchsorted(fall, 0.5 * fall[-1]))
     return LrSuggestion(float(lrs[index]), index, smoothed, slope, stop, minimum)
 
 
@@ -132,7 +119,8 @@ class RangeTest:
     losses: np.ndarray  # (N,) raw loss per step
     lightning_losses: np.ndarray  # (N,) Lightning's EMA of the loss
     lightning_lr: float | None  # Lightning's suggestion()
-    suggestion: LrSuggestion
+    suggestion: LrSuggestion  # ours, method="median"
+    steepest: LrSuggestion  # ours, method="steepest"
 
 
 def range_test(cfg: Any, min_lr: float = 1e-5, max_lr: float = 10.0, steps: int = 200,
@@ -172,7 +160,8 @@ def range_test(cfg: Any, min_lr: float = 1e-5, max_lr: float = 10.0, steps: int 
     n = min(len(lrs), len(raw))
     losses = np.asarray(raw[:n])
     return RangeTest(lrs[:n], losses, np.asarray(finder.results["loss"][:n], float),
-                     finder.suggestion(), suggest_lr(lrs[:n], losses, window=window))
+                     finder.suggestion(), suggest_lr(lrs[:n], losses, window=window),
+                     suggest_lr(lrs[:n], losses, method="steepest", window=window))
 
 
 def plot_range_test(test: RangeTest, path: str | Path,
@@ -192,7 +181,10 @@ def plot_range_test(test: RangeTest, path: str | Path,
     if band is not None:
         ax.axvspan(*band, color="#2ca02c", alpha=0.12, label="sweep: converges")
     if s.lr is not None:
-        ax.axvline(s.lr, color="#1f77b4", lw=1.5, label=f"ours: {s.lr:.3g}")
+        ax.axvline(s.lr, color="#1f77b4", lw=1.5, label=f"ours, middle of descent: {s.lr:.3g}")
+    if test.steepest.lr is not None:
+        ax.axvline(test.steepest.lr, color="#1f77b4", lw=1, ls="--",
+                   label=f"steepest descent: {test.steepest.lr:.3g}")
     if test.lightning_lr is not None:
         ax.axvline(test.lightning_lr, color="#ff7f0e", lw=1, ls=":",
                    label=f"Lightning: {test.lightning_lr:.3g}")

@@ -55,15 +55,17 @@ class GradientAudit(L.Callback):
         if self._batch is None or net.backprop != "manual" or trainer.accumulate_grad_batches > 1:
             return  # with accumulation, .grad holds several batches: nothing to compare
         batch, self._batch = self._batch, None
-        named = [(n, p) for n, p in net.named_parameters() if p.grad is not None]
+        named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
         if not named:
             return
         params = [p for _, p in named]
+        # a parameter the manual backward left without a gradient counts as a zero gradient
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
         net.backprop = "autograd"
         try:
             with torch.enable_grad(), trainer.precision_plugin.forward_context():
                 _, loss = pl_module.output_and_loss(batch)
-                ref = torch.autograd.grad(loss, params)
+                ref = torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)
         finally:
             net.backprop = "manual"
         if trainer.world_size > 1:  # DDP has averaged the manual grads across processes
@@ -73,9 +75,9 @@ class GradientAudit(L.Callback):
             ref = [g * scaler.get_scale() for g in ref]
         # one device→host transfer for all parameters
         rel = torch.stack([
-            (p.grad - r).abs().max()
-            / torch.maximum(p.grad.abs().max(), r.abs().max()).clamp_min(torch.finfo(r.dtype).tiny)
-            for p, r in zip(params, ref, strict=True)
+            (g - r).abs().max()
+            / torch.maximum(g.abs().max(), r.abs().max()).clamp_min(torch.finfo(r.dtype).tiny)
+            for g, r in zip(grads, ref, strict=True)
         ]).float().cpu().tolist()
         self.last = {name: v for (name, _), v in zip(named, rel, strict=True)}
         worst_name = max(self.last, key=self.last.get)
