@@ -34,7 +34,7 @@ from bench_sections import (  # noqa: E402
     scaling_section,
     step_section,
 )
-from bench_timing import finite_positive, machine_info  # noqa: E402
+from bench_timing import cpu_busy, finite_positive, machine_info  # noqa: E402
 
 SECTIONS = {
     "ceiling": ceiling_section,
@@ -49,7 +49,7 @@ TARGETS = {
     "manual_over_autograd.small": ("<=", 1.15, "step time, manual / autograd (eager)"),
     "manual_over_autograd.mid": ("<=", 1.00, "step time, manual / autograd (eager)"),
     "manual_over_autograd.wide": ("<=", 1.00, "step time, manual / autograd (eager)"),
-    "manual_over_autograd_memory": ("<=", 1.00, "saved-tensor bytes, manual / autograd (mid)"),
+    "manual_over_autograd_memory": ("<=", 1.00, "saved activation bytes, manual / autograd"),
     "fraction_of_matmul.mid": (">=", 0.90, "GEMM-only time / step time (manual, eager)"),
     "lightning_over_raw": ("<=", 1.10, "Trainer.fit (logging/ckpt off) / plain loop"),
     "sklearn_time_ratio": ("<=", 1.00, "fit time, neuronlab / scikit-learn (digits)"),
@@ -69,13 +69,19 @@ NOTES = {
                "loss, allocation or update.",
     "memory": "saved_bytes is what the backward keeps: the unique storages handed to the "
               "autograd graph's pack hook (torch.autograd.graph.saved_tensors_hooks), summed "
-              "with untyped_storage().nbytes(), over one eager step. saved_bytes includes the "
-              "weights (saved by both modes); saved_activation_bytes leaves them out. "
-              "manual_over_autograd_memory uses saved_bytes. On CUDA the peak of "
+              "with untyped_storage().nbytes(), over one eager step. saved_bytes counts every "
+              "storage; saved_activation_bytes leaves out the parameters, which are alive "
+              "anyway (a saved weight costs no memory). manual_over_autograd_memory is the "
+              "ratio of saved_activation_bytes (the extra memory a step holds); the ratio "
+              "with weights is manual_over_autograd_saved_bytes_incl_weights (manual's "
+              "LinearFunction also saves the first layer's weight, which autograd skips as "
+              "that layer's input needs no gradient). On CUDA the peak of "
               "torch.cuda.max_memory_allocated over one step is reported too.",
     "compiled": "compiled = torch.compile(forward + loss) (AOTAutograd compiles the backward); "
                 "the SGD update stays eager. compiled_over_eager is a time ratio (< 1: "
-                "faster). --quick compiles with backend='aot_eager' (no C++ build).",
+                "faster). compile_s is the first two steps, much shorter when inductor's "
+                "on-disk cache already holds the graphs. --quick compiles with "
+                "backend='aot_eager' (no C++ build).",
     "loop": "lightning_over_raw: Trainer.fit with enable_checkpointing=False, logger=False, "
             "enable_progress_bar=False, enable_model_summary=False over the plain loop; "
             "lightning_defaults_over_raw with all four at their defaults. Same LearnTask, "
@@ -105,10 +111,11 @@ def summarize(res: dict) -> dict:
         if comp:
             s["manual_over_autograd_compiled"] = comp
         mem = {k: v["ratios"]["manual_over_autograd_memory"] for k, v in step.items()}
-        s["manual_over_autograd_memory"] = mem.get("mid", next(iter(mem.values())))
-        s["manual_over_autograd_memory_by_size"] = mem
-        s["manual_over_autograd_activation_memory"] = {
-            k: v["ratios"]["manual_over_autograd_activation_memory"] for k, v in step.items()}
+        act = {k: v["ratios"]["manual_over_autograd_activation_memory"]
+               for k, v in step.items()}
+        s["manual_over_autograd_memory"] = act.get("mid", next(iter(act.values())))
+        s["manual_over_autograd_memory_by_size"] = act
+        s["manual_over_autograd_saved_bytes_incl_weights"] = mem
         mid = step.get("mid", {}).get("ratios", {})
         if "compiled_over_eager_manual" in mid:
             s["compiled_over_eager"] = mid["compiled_over_eager_manual"]
@@ -192,6 +199,15 @@ def tables(res: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                          "1.000", "", ""])
         out.append(("Training step", ["size", "variant", "time", "achieved", "of matmul",
                                       "saved", "spread"], rows))
+    if "step" in res and any(r.get("profile") for r in res["step"].values()):
+        rows = []
+        for size, r in res["step"].items():
+            for mode, prof in r.get("profile", {}).items():
+                top = ", ".join(f"{o['op'].removeprefix('aten::')} {o['ms_per_step']:.2f} ms"
+                                f"×{o['calls_per_step']:g}" for o in prof["top_other_ops"][:4])
+                rows.append([size, mode, f"{prof['gemm_share']:.2f}", top])
+        out.append(("Where an eager step's time goes (torch.profiler, self time per step)",
+                    ["size", "mode", "GEMM share", "largest other ops"], rows))
     if "ceiling" in res:
         rows = [[size, g["gemm"], _fmt(g["time_s"], "s"), _fmt(g["flops_per_s"], "flops")]
                 for size, r in res["ceiling"].items() for g in r["gemms"]]
@@ -204,9 +220,11 @@ def tables(res: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                     ["loop", "fit", "per step", "Trainer()"], rows))
     if "peer" in res:
         r = res["peer"]
-        rows = [["neuronlab", _fmt(r["neuronlab_time_s"], "s"), f"{r['neuronlab_accuracy']:.4f}"],
-                ["scikit-learn", _fmt(r["sklearn_time_s"], "s"), f"{r['sklearn_accuracy']:.4f}"]]
-        out.append((f"Peer on digits: {r['setting']}", ["library", "fit", "test acc"], rows))
+        rows = [[lib, _fmt(r[f"{key}_time_s"], "s"), f"{r[f'{key}_accuracy']:.4f}",
+                 " ".join(f"{a:.4f}" for a in r[f"{key}_accuracy_per_seed"])]
+                for lib, key in (("neuronlab", "neuronlab"), ("scikit-learn", "sklearn"))]
+        out.append((f"Peer on digits: {r['setting']}",
+                     ["library", "fit (median)", "test acc (mean)", "per seed"], rows))
     if "scaling" in res:
         r = res["scaling"]
         rows = [[p["axis"], str(p["value"]), "-".join(map(str, p["sizes"])), str(p["batch"]),
@@ -221,7 +239,7 @@ def print_tables(res: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 140)
     for title, header, rows in tables(res):
         table = Table(title=title, title_justify="left")
         for h in header:
@@ -231,6 +249,10 @@ def print_tables(res: dict) -> None:
         console.print(table)
 
 
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.0%}"
+
+
 def markdown(res: dict) -> str:
     m = res["machine"]
     lines = [
@@ -238,8 +260,9 @@ def markdown(res: dict) -> str:
         f"`python scripts/bench.py {' '.join(res['argv'])}` — {res['runtime_s']:.0f} s; "
         f"{m['cpu_model']}, {m['cpu_count']} cores, torch {m['torch']} "
         f"({m['torch_threads']} threads), lightning {m['lightning']}, sklearn {m['sklearn']}; "
-        f"load average at start {m['loadavg_at_start'][0]:.2f}, at end "
-        f"{m['loadavg_at_end'][0]:.2f}.", "",
+        f"CPU kept busy by other processes: {_pct(m['others_cpu_busy_at_start'])} before, "
+        f"{_pct(m['others_cpu_busy_at_end'])} after the run (load average "
+        f"{m['loadavg_at_start'][0]:.2f} → {m['loadavg_at_end'][0]:.2f}).", "",
     ]
     for title, header, rows in tables(res):
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |",
@@ -272,6 +295,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny sizes (used by the test)")
     p.add_argument("--wide", action="store_true",
                    help="also the 4096-wide MLP on the CPU (always on CUDA; slow on 2 cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch.set_num_threads (default: torch's choice, recorded in the JSON)")
     p.add_argument("--only", choices=tuple(SECTIONS), default=None, help="run one section")
     return p.parse_args(argv)
 
@@ -280,6 +305,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch.cuda.is_available() is False")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     plan = Plan.make(device, dtype, quick=args.quick, wide=args.wide)
@@ -294,7 +321,16 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[bench] {name} …", file=sys.stderr, flush=True)
         res[name] = section(plan)
         res.setdefault("section_time_s", {})[name] = time.perf_counter() - t0
-    res["machine"]["loadavg_at_end"] = list(os.getloadavg())
+    machine = res["machine"]
+    machine["loadavg_at_end"] = list(os.getloadavg())
+    machine["others_cpu_busy_at_end"] = cpu_busy()
+    busy = max((b for b in (machine["others_cpu_busy_at_start"],
+                            machine["others_cpu_busy_at_end"]) if b is not None), default=0.0)
+    if busy > 0.25:
+        res["notes"] = {**NOTES, "contention": (
+            f"other processes kept up to {busy:.0%} of the CPU busy (sampled before and after "
+            "the run): absolute times are inflated and noisy; the interleaved ratios are the "
+            "numbers to read.")}
     res["runtime_s"] = time.perf_counter() - t_start
     res["summary"] = summarize(res)
     res["targets"] = check_targets(res["summary"])

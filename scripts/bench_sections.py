@@ -22,6 +22,7 @@ from bench_timing import (
     interleaved,
     median,
     paired_ratio,
+    profile_step,
     spread,
     step_flops,
 )
@@ -41,8 +42,8 @@ class Plan:
     dtype: torch.dtype
     quick: bool = False
     sizes: dict[str, tuple[list[int], int]] = field(default_factory=dict)
-    blocks: int = 7
-    block_s: float = 0.25
+    blocks: int = 9
+    block_s: float = 0.2
     compile_backend: str | None = "inductor"
     compile_sizes: tuple[str, ...] = ("small", "mid")
     loop: dict = field(default_factory=dict)
@@ -73,7 +74,7 @@ class Plan:
             compile_sizes=("small", "mid", "wide") if device.type == "cuda" else ("small", "mid"),
             loop=dict(rows=8192, n_in=784, hidden=[1024, 1024], n_classes=10, batch=512,
                       epochs=2, repeats=3),
-            peer=dict(batch=128, epochs=40, lr=0.1, repeats=3),
+            peer=dict(batch=128, epochs=40, lr=0.1, repeats=5),
             scaling=dict(sizes=[784, 1024, 1024, 10], batch=512,
                          batches=[64, 128, 256, 512, 1024, 2048],
                          widths=[128, 256, 512, 1024, 2048], blocks=5, block_s=0.2),
@@ -88,8 +89,9 @@ def ceiling_section(plan: Plan) -> dict:
     out = {}
     for name, (sizes, batch) in plan.sizes.items():
         seq = GemmSequence(sizes, batch, plan.device, plan.dtype)
-        blocks = 3 if name == "wide" and plan.device.type == "cpu" else plan.blocks
-        rows = seq.per_gemm(blocks=blocks, block_s=plan.block_s / 2)
+        blocks = 3  # for the table; the ceiling proper is timed inside the step section
+        warmup = 1 if name == "wide" and plan.device.type == "cpu" else 3
+        rows = seq.per_gemm(blocks=blocks, block_s=plan.block_s / 4, warmup=warmup)
         t_seq = median(interleaved({"seq": seq}, plan.device, blocks=blocks,
                                    block_s=plan.block_s, warmup=1)["seq"])
         out[name] = {
@@ -137,6 +139,7 @@ def step_section(plan: Plan) -> dict:
             t = median(times[key])
             variants[key] = {
                 "time_s": t, "spread": spread(times[key]), "flops_per_s": flops / t,
+                "block_times_s": times[key],
                 "fraction_of_matmul": paired_ratio(times["gemm"], times[key]),
             }
         ratios = {"manual_over_autograd": paired_ratio(times["manual/eager"],
@@ -156,8 +159,10 @@ def step_section(plan: Plan) -> dict:
         ratios["manual_over_autograd_activation_memory"] = (
             memory["manual"]["saved_activation_bytes"]
             / memory["autograd"]["saved_activation_bytes"])
+        profiles = {} if big_cpu else {
+            m: profile_step(steps[f"{m}/eager"], plan.device) for m in MODES}
         out[name] = {
-            "sizes": sizes, "batch": batch, "flops_per_step": flops,
+            "sizes": sizes, "batch": batch, "flops_per_step": flops, "profile": profiles,
             "gemm_time_s": t_gemm, "ceiling_flops_per_s": flops / t_gemm,
             "variants": variants, "ratios": ratios, "memory": memory,
             "compile_s": compile_s, "blocks": blocks,
@@ -270,6 +275,7 @@ def peer_section(plan: Plan) -> dict:
     """neuronlab (plain loop: MLP + SGD + TensorLoader) vs scikit-learn's MLPClassifier."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
+    from threadpoolctl import threadpool_limits
 
     cfg = plan.peer
     dm = NeuronDataModule(name="digits", seed=0, batch_size=cfg["batch"])
@@ -278,11 +284,11 @@ def peer_section(plan: Plan) -> dict:
     hidden = (64, 64)
     sizes = [dm.n_features, *hidden, dm.n_classes]
 
-    def fit_neuronlab() -> tuple[float, float]:
-        net = build_mlp(sizes, "manual", torch.device("cpu"), torch.float32, seed=0)
+    def fit_neuronlab(seed: int) -> tuple[float, float]:
+        net = build_mlp(sizes, "manual", torch.device("cpu"), torch.float32, seed=seed)
         opt = SGD(net.parameters(), lr=cfg["lr"])
         loss_fn = get_loss("cross_entropy", "manual")
-        loader = TensorLoader(x_tr, y_tr, cfg["batch"], shuffle=True, seed=0)
+        loader = TensorLoader(x_tr, y_tr, cfg["batch"], shuffle=True, seed=seed)
         t0 = time.perf_counter()
         for _ in range(cfg["epochs"]):
             for xb, yb in loader:
@@ -294,27 +300,27 @@ def peer_section(plan: Plan) -> dict:
             acc = (net(x_te).argmax(-1) == y_te).float().mean().item()
         return elapsed, acc
 
-    def fit_sklearn() -> tuple[float, float]:
+    def fit_sklearn(seed: int) -> tuple[float, float]:
         clf = MLPClassifier(
             hidden, activation="relu", solver="sgd", learning_rate="constant",
             learning_rate_init=cfg["lr"], momentum=0.0, nesterovs_momentum=False, alpha=0.0,
             batch_size=cfg["batch"], max_iter=cfg["epochs"], tol=0.0,
-            n_iter_no_change=10**9, early_stopping=False, shuffle=True, random_state=0,
+            n_iter_no_change=10**9, early_stopping=False, shuffle=True, random_state=seed,
         )
         xs, ys = x_tr.numpy(), y_tr.numpy()
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), threadpool_limits(torch.get_num_threads()):
             warnings.simplefilter("ignore", ConvergenceWarning)
             t0 = time.perf_counter()
             clf.fit(xs, ys)
             elapsed = time.perf_counter() - t0
         return elapsed, float(clf.score(x_te.numpy(), y_te.numpy()))
 
-    fit_neuronlab(), fit_sklearn()  # warm-up (first-call costs of both libraries)
+    fit_neuronlab(0), fit_sklearn(0)  # warm-up (first-call costs of both libraries)
     runs: dict[str, list[tuple[float, float]]] = {"neuronlab": [], "sklearn": []}
-    for r in range(cfg["repeats"]):
+    for r in range(cfg["repeats"]):  # repeat r: seed r (init and shuffling) for both
         order = [("neuronlab", fit_neuronlab), ("sklearn", fit_sklearn)]
         for name, fn in order if r % 2 == 0 else order[::-1]:
-            runs[name].append(fn())
+            runs[name].append(fn(r))
     t_nl = [t for t, _ in runs["neuronlab"]]
     t_sk = [t for t, _ in runs["sklearn"]]
     return {
@@ -326,9 +332,14 @@ def peer_section(plan: Plan) -> dict:
         "neuronlab_time_s": median(t_nl), "sklearn_time_s": median(t_sk),
         "neuronlab_step_s": median(t_nl) / (cfg["epochs"] * math.ceil(len(y_tr) / cfg["batch"])),
         "sklearn_time_ratio": paired_ratio(t_nl, t_sk),
-        "neuronlab_accuracy": median([a for _, a in runs["neuronlab"]]),
-        "sklearn_accuracy": median([a for _, a in runs["sklearn"]]),
-        "sklearn_threads_note": "scikit-learn runs its numpy/BLAS on its own thread pool",
+        "seeds": list(range(cfg["repeats"])),
+        "neuronlab_accuracy": float(np.mean([a for _, a in runs["neuronlab"]])),
+        "sklearn_accuracy": float(np.mean([a for _, a in runs["sklearn"]])),
+        "neuronlab_accuracy_per_seed": [a for _, a in runs["neuronlab"]],
+        "sklearn_accuracy_per_seed": [a for _, a in runs["sklearn"]],
+        "accuracy": "mean test accuracy over the seeds (one fit per seed and library)",
+        "threads": torch.get_num_threads(),
+        "threads_note": "scikit-learn's BLAS is limited (threadpoolctl) to torch's thread count",
     }
 
 

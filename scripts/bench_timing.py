@@ -40,6 +40,23 @@ def _time_once(fn: Step, n: int, device: torch.device) -> float:
     return (time.perf_counter() - t0) / n
 
 
+def calibrate(fn: Step, device: torch.device, block_s: float, warmup: int,
+              max_steps: int) -> int:
+    """Steps that make one block last about ``block_s`` seconds (after ``warmup`` steps).
+
+    Times doubling runs until one lasts ``block_s / 4``: a single fast probe on a noisy machine
+    would ask for far too many steps.
+    """
+    for _ in range(warmup):
+        fn()
+    n = 1
+    while True:
+        t = _time_once(fn, n, device)
+        if t * n >= block_s / 4 or n >= max_steps:
+            return int(min(max(1, round(block_s / t)), max_steps))
+        n *= 2
+
+
 def interleaved(
     fns: dict[str, Step],
     device: torch.device,
@@ -54,12 +71,7 @@ def interleaved(
     Each callable runs ``warmup`` steps first; its steps per block are set so one block takes
     about ``block_s`` seconds (at least one step).
     """
-    steps: dict[str, int] = {}
-    for name, fn in fns.items():
-        for _ in range(warmup):
-            fn()
-        probe = _time_once(fn, 1, device)
-        steps[name] = int(min(max(1, block_s / max(probe, 1e-7)), max_steps))
+    steps = {name: calibrate(fn, device, block_s, warmup, max_steps) for name, fn in fns.items()}
     times: dict[str, list[float]] = {name: [] for name in fns}
     names = list(fns)
     for b in range(blocks):
@@ -176,6 +188,36 @@ class TrainStep:
         return int(torch.cuda.max_memory_allocated(device))
 
 
+def profile_step(step: Step, device: torch.device, n: int = 3, top: int = 6) -> dict:
+    """Where a step's time goes (torch.profiler, self CPU time per op and step).
+
+    ``gemm_share`` = time in ``aten::mm``/``aten::addmm`` over the time of all ops; ``top`` are
+    the other ops with the most self time, with their calls per step.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    step()
+    with profile(activities=activities) as prof:
+        for _ in range(n):
+            step()
+        sync(device)
+    events = prof.key_averages()
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    total = sum(getattr(e, attr) for e in events) or 1.0
+    gemm = sum(getattr(e, attr) for e in events if e.key in ("aten::mm", "aten::addmm"))
+    others = sorted((e for e in events if e.key not in ("aten::mm", "aten::addmm")),
+                    key=lambda e: getattr(e, attr), reverse=True)[:top]
+    return {
+        "gemm_share": gemm / total,
+        "profiled_step_s": total / n / 1e6,
+        "top_other_ops": [{"op": e.key, "ms_per_step": getattr(e, attr) / n / 1e3,
+                           "calls_per_step": e.count / n} for e in others],
+    }
+
+
 # ---- the ceiling: the step's GEMMs alone ---------------------------------------------------
 
 
@@ -217,11 +259,11 @@ class GemmSequence:
         for _, a, b, out in self.gemms:
             torch.mm(a, b, out=out)
 
-    def per_gemm(self, blocks: int, block_s: float) -> list[dict]:
+    def per_gemm(self, blocks: int, block_s: float, warmup: int = 3) -> list[dict]:
         """Throughput of each product on its own (FLOP/s), interleaved."""
         fns = {name: (lambda a=a, b=b, o=o: torch.mm(a, b, out=o))
                for name, a, b, o in self.gemms}
-        times = interleaved(fns, self.device, blocks=blocks, block_s=block_s)
+        times = interleaved(fns, self.device, blocks=blocks, block_s=block_s, warmup=warmup)
         rows = []
         for name, a, b, _ in self.gemms:
             t = median(times[name])
@@ -244,6 +286,24 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_busy(interval: float = 0.5) -> float | None:
+    """Share of the machine's CPU time spent busy over ``interval`` seconds (/proc/stat),
+    sampled while this process sleeps: the load other processes put on the machine."""
+
+    def read() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = read()
+        time.sleep(interval)
+        total1, idle1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
 def machine_info(device: torch.device) -> dict:
     import lightning
     import sklearn
@@ -259,6 +319,7 @@ def machine_info(device: torch.device) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "loadavg_at_start": list(os.getloadavg()),
+        "others_cpu_busy_at_start": cpu_busy(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

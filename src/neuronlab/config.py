@@ -208,20 +208,25 @@ def _check_callbacks(c: Mapping) -> None:
                       f"must be a number > {lo}")
 
 
-def _plain(cfg: Any) -> Mapping:
-    """A composed ``DictConfig`` as plain containers (interpolations resolved), group by group:
-    ``paths`` may hold ``${hydra:...}``, which resolves only inside a Hydra run."""
-    from omegaconf import DictConfig, OmegaConf
+def _plain(node: Any) -> Any:
+    """A composed ``DictConfig`` as plain dicts and lists, interpolations resolved where they
+    can be: ``${hydra:...}`` resolves only inside a Hydra run and is left as written."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-    if not isinstance(cfg, DictConfig):
-        return cfg
-    out: dict[str, Any] = {}
-    for key in ("seed", "ckpt_path", "callbacks", *GROUPS):
-        if key in cfg:
-            node = cfg[key]
-            out[key] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(
-                node) else node
-    return out
+    if not OmegaConf.is_config(node):
+        return node
+    keys = node.keys() if OmegaConf.is_dict(node) else range(len(node))
+    raw = None
+    out = {}
+    for key in keys:
+        try:
+            value = node[key]
+        except OmegaConfBaseException:
+            raw = raw if raw is not None else OmegaConf.to_container(node, resolve=False)
+            value = raw[key]
+        out[key] = _plain(value)
+    return out if OmegaConf.is_dict(node) else list(out.values())
 
 
 def validate_config(cfg: Mapping) -> None:

@@ -53,8 +53,9 @@ def preflight(argv: list[str]) -> None:
 def compose_problem(argv: list[str]) -> str | None:
     """What Hydra would refuse in ``argv``, as one line, or ``None``.
 
-    Composes the config once through Hydra's compose API (~0.2 s), each sweep taking its
-    first value. Command lines with other flags than ``-m``/``--multirun`` are left to Hydra.
+    Composes the config through Hydra's compose API (~0.2 s), each sweep taking its first
+    value; with ``-m`` each value of each sweep is then validated too. Command lines with
+    other flags than ``-m``/``--multirun`` are left to Hydra.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException, OverrideParseException
@@ -80,11 +81,37 @@ def compose_problem(argv: list[str]) -> str | None:
         from ..config import compose
 
         compose(single)
+        if flags:
+            return _sweep_problem(overrides, single)
     except OverrideParseException as e:
         detail = " ".join(line for line in e.message.splitlines() if "hydra.cc" not in line)
         return f"{e.override}: cannot parse this override ({detail.strip()})"
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         return _explain_hydra_error(str(e), args)
+    return None
+
+
+MAX_SWEEP_CHECKS = 50  # ~0.2 s each; a larger sweep finds a bad value when its job starts
+
+
+def _sweep_problem(overrides: list, single: list[str]) -> str | None:
+    """Validate each value of each sweep (the other sweeps at their first value), so that a
+    bad value stops the sweep before its first job instead of when its own turn comes."""
+    from ..config import ConfigError, compose, validate_config
+
+    checks = 0
+    for i, o in enumerate(overrides):
+        if not o.is_sweep_override():
+            continue
+        for value in o.sweep_string_iterator():
+            checks += 1
+            if checks > MAX_SWEEP_CHECKS:
+                return None
+            variant = [*single[:i], f"{o.get_key_element()}={value}", *single[i + 1:]]
+            try:
+                validate_config(compose(variant))
+            except ConfigError as e:
+                return f"{e} (in the sweep {o.input_line}; no job was run)"
     return None
 
 

@@ -70,6 +70,7 @@ def suggest_lr(
     window: int = 5,
     skip_start: int | None = None,
     blowup: float = 4.0,
+    min_drop: float = 0.05,
 ) -> LrSuggestion:
     """Suggest a learning rate from a range test's raw ``(lr, loss)`` steps.
 
@@ -80,6 +81,7 @@ def suggest_lr(
         window: odd width of the median filter and of the moving average.
         skip_start: points ignored at the start (default ``window``).
         blowup: the search stops where the smoothed loss exceeds ``blowup`` × its running min.
+        min_drop: no suggestion unless the smoothed loss falls by this share of its start.
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not one of: {', '.join(METHODS)}")
@@ -101,7 +103,7 @@ def suggest_lr(
         return LrSuggestion(None, None, smoothed, np.zeros(stop), stop, max(stop - 1, 0))
     slope = np.gradient(smoothed, np.log(lrs[:stop]))
     minimum = skip + int(np.argmin(smoothed[skip:]))
-    if minimum <= skip:  # the loss never fell: no descent to point at
+    if smoothed[skip] - smoothed[minimum] < min_drop * abs(smoothed[skip]):  # it never fell
         return LrSuggestion(None, None, smoothed, slope, stop, minimum)
     if method == "steepest":
         index = skip + int(np.argmin(slope[skip: minimum + 1]))

@@ -12,7 +12,6 @@ import io
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -68,24 +67,43 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
     return stale
 
 
+def _unpickler_detail(message: str) -> str:
+    """The line of torch's long ``weights_only`` message that says what was refused."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line or line.startswith("Unsupported"):
+            return line
+    return lines[-1] if lines else "no detail"
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; raise :class:`CheckpointError` with a
-    message that says what is wrong (missing, unsafe, corrupt or truncated)."""
+    one-line message that says what is wrong (missing, unsafe, corrupt or truncated)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"ckpt_path={str(path)!r}: no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"ckpt_path={str(path)!r} is empty (0 bytes): a write that "
+                              "never finished, or not a checkpoint")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        detail = _unpickler_detail(str(e))
+        if "GLOBAL" in detail:  # the file names a function or class to import and call
+            raise CheckpointError(
+                f"ckpt_path={str(path)!r} was refused: it holds objects that are not plain "
+                f"weights and could run code when loaded, so it was not unpickled "
+                f"(weights_only=True; {detail}). Only load checkpoints you trust"
+            ) from None
         raise CheckpointError(
-            f"ckpt_path={str(path)!r} was refused: it holds objects that are not plain weights "
-            f"and could run code when loaded (weights_only=True). Only load checkpoints you "
-            f"trust. Detail: {str(e).splitlines()[0]}"
+            f"ckpt_path={str(path)!r} is not a readable checkpoint (corrupt, truncated or not "
+            f"written by torch.save): {detail}"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - a damaged file breaks torch in many ways
+        text = str(e).splitlines()[0] if str(e) else "no detail"
         raise CheckpointError(
             f"ckpt_path={str(path)!r} is corrupt or truncated and cannot be read "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no detail'})"
+            f"({type(e).__name__}: {text})"
         ) from None
 
 

@@ -3,12 +3,14 @@
 Lightning's own answer to Ctrl-C is to catch the ``KeyboardInterrupt`` wherever it lands
 (possibly half-way through an optimizer step), call the callbacks' ``on_exception`` and
 ``sys.exit(1)``. ``InterruptSaver`` instead turns the first Ctrl-C into a request that is
-served at the next step boundary (``on_train_batch_end``): the full training state goes to
+served at the next step boundary (``on_train_batch_end``, or the end of the epoch when it
+came during validation): the full training state goes to
 ``checkpoints/interrupted.ckpt`` and :class:`Interrupted` ends the fit, so ``train`` can
 record status ``interrupted`` in ``metrics.json``. A second Ctrl-C interrupts at once
 (Lightning's path, nothing saved: the state may be half-way through a step). SIGTERM takes
 Lightning's path, which already waits for a step boundary, and is saved the same way.
-Saving needs a single process (``world_size == 1``).
+All this needs a single process; under DDP Lightning's own handling stays (nothing saved,
+resume from ``last.ckpt``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class InterruptSaver(L.Callback):
         self.requested = False
         self.saved: str | None = None
         self.interrupted: Interrupted | None = None
+        self._installed = False
         self._previous_handler = None
 
     # ---- the SIGINT handler: Ctrl-C sets a flag; a second Ctrl-C interrupts at once ----------
@@ -62,14 +65,18 @@ class InterruptSaver(L.Callback):
             folder = getattr(ckpt_cb, "dirpath", None) or Path(trainer.default_root_dir,
                                                                 "checkpoints")
         self.path = Path(folder) / INTERRUPTED_CKPT
-        if threading.current_thread() is threading.main_thread():
+        # one process only: under DDP each rank would see Ctrl-C at a different step and
+        # stop alone while the others wait in an all-reduce; Lightning's own path stops them all
+        if trainer.world_size == 1 and threading.current_thread() is threading.main_thread():
             self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+            self._installed = True
 
     def _restore_handler(self) -> None:
-        if self._previous_handler is not None:
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGINT, self._previous_handler)
-            self._previous_handler = None
+        if self._installed and threading.current_thread() is threading.main_thread():
+            previous = self._previous_handler
+            signal.signal(signal.SIGINT, previous if previous is not None
+                          else signal.default_int_handler)
+            self._installed, self._previous_handler = False, None
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self._restore_handler()
@@ -81,11 +88,20 @@ class InterruptSaver(L.Callback):
             trainer.save_checkpoint(self.path, weights_only=False)
             self.saved = str(self.path)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    def _stop_if_requested(self, trainer: L.Trainer) -> None:
         if self.requested:
-            self._save(trainer)
+            try:
+                self._save(trainer)
+            except OSError:  # disk full, folder gone: stop all the same, and say so
+                self.saved = None
             self.interrupted = Interrupted(trainer.global_step, self.saved)
             raise self.interrupted
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._stop_if_requested(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:  # Ctrl-C during validation
+        self._stop_if_requested(trainer)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self._restore_handler()

@@ -72,9 +72,27 @@ def _resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> str | None:
     return str(max(found, key=lambda p: (steps[p], p.name == "last.ckpt")))
 
 
-def check_resumable(ckpt_path: str, task: LearnTask, data_name: str) -> None:
+RESUME_KEYS = {  # settings a resume restores from the checkpoint, or that change the data
+    "optimizer": ("hyper_parameters", "optimizer"),
+    "scheduler": ("hyper_parameters", "scheduler"),
+    "data": ("datamodule_hyper_parameters", None),
+}
+DATA_KEYS = ("name", "n_samples", "noise", "seed", "val_fraction", "test_fraction", "batch_size",
+             "standardize")
+
+
+def _first_difference(group: str, saved: dict, now: dict, keys) -> str | None:
+    for key in keys:
+        if key in saved and saved.get(key) != now.get(key):
+            return f"{group}.{key}={now.get(key)!r} here but {saved.get(key)!r} in the checkpoint"
+    return None
+
+
+def check_resumable(ckpt_path: str, task: LearnTask, datamodule: Any) -> None:
     """Raise :class:`ConfigError` unless ``ckpt_path`` is a safe, whole training checkpoint of
-    a network of the same shape as ``task``'s (the same data and model settings)."""
+    a network of the same shape as ``task``'s, trained with the same data, optimizer and
+    schedule (a resume restores the optimizer's state: a new ``optimizer.lr`` would be
+    silently ignored)."""
     try:
         ckpt = load_checkpoint(ckpt_path)
     except CheckpointError as e:
@@ -89,8 +107,8 @@ def check_resumable(ckpt_path: str, task: LearnTask, data_name: str) -> None:
     if None not in have and have != want:
         raise ConfigError(
             f"ckpt_path={ckpt_path!r} holds a network for {have[0]} features and {have[1]} "
-            f"classes, but data {data_name!r} has {want[0]} features and {want[1]} classes; "
-            "resume with the data the checkpoint was trained on"
+            f"classes, but data {datamodule.name!r} has {want[0]} features and {want[1]} "
+            "classes; resume with the data the checkpoint was trained on"
         )
     for name, value in task.state_dict().items():
         if name not in state or tuple(state[name].shape) != tuple(value.shape):
@@ -101,6 +119,17 @@ def check_resumable(ckpt_path: str, task: LearnTask, data_name: str) -> None:
                 f"{task.hparams.model.get('kind')!r}, model.hidden="
                 f"{list(task.hparams.model.get('hidden') or [])}); resume with the model "
                 "settings the checkpoint was trained with"
+            )
+    for group, (section, key) in RESUME_KEYS.items():
+        saved = ckpt.get(section) or {}
+        saved = saved.get(key) or {} if key else saved
+        now = dict(getattr(task.hparams, group) or {}) if key else dict(datamodule.hparams)
+        differs = _first_difference(group, saved, now, DATA_KEYS if group == "data" else saved)
+        if differs:
+            raise ConfigError(
+                f"ckpt_path={ckpt_path!r}: {differs}; a resume continues the same run, so "
+                f"keep the checkpoint's value, or start a new run (without ckpt_path) to "
+                "change it"
             )
 
 
@@ -155,8 +184,10 @@ def build(
     cfg = _container(cfg)
     validate_config(cfg)
     try:
-        extra = {"dataset": dataset} if dataset is not None else {}
-        datamodule = _instantiate("data", cfg["data"], **extra)
+        if dataset is None:
+            datamodule = _instantiate("data", cfg["data"])
+        else:  # partial: Hydra would turn the Dataset dataclass into a config node
+            datamodule = _instantiate("data", cfg["data"], _partial_=True)(dataset=dataset)
         datamodule.setup("fit")
         task = LearnTask(
             n_in=datamodule.n_features, n_classes=datamodule.n_classes, model=cfg["model"],
@@ -201,8 +232,11 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
         ckpt = _resolve_ckpt(cfg.get("ckpt_path"), run_dir)
     except CheckpointError as e:
         raise ConfigError(str(e)) from e
+    interrupted_ckpt = run_dir / "checkpoints" / INTERRUPTED_CKPT
     if ckpt is not None:
-        check_resumable(ckpt, task, datamodule.name)
+        check_resumable(ckpt, task, datamodule)
+    else:  # a fresh start: a Ctrl-C checkpoint of an earlier run here is not this run's
+        interrupted_ckpt.unlink(missing_ok=True)
     remove_stale_temp_files(run_dir / "checkpoints")
     saver = next(c for c in trainer.callbacks if isinstance(c, InterruptSaver))
     sigint = signal.getsignal(signal.SIGINT)
@@ -226,6 +260,8 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
     finally:
         _restore_sigint(sigint)
     seconds = time.perf_counter() - start
+    if status == "ok" and trainer.is_global_zero:  # finished: last.ckpt supersedes it
+        interrupted_ckpt.unlink(missing_ok=True)
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     final.update({k: float(v) for k, v in test.items()})
     record = {

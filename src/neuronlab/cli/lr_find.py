@@ -1,0 +1,96 @@
+"""``neuronlab-lr-find [overrides...]``: the learning-rate range test on the task the Hydra
+overrides describe, with a suggestion read from the raw loss (see
+``neuronlab.experiments.lr_range`` for why not Lightning's own).
+
+    neuronlab-lr-find experiment=lr_sweep
+    neuronlab-lr-find experiment=lr_sweep --sweep multirun/lr_sweep   # + the sweep's band
+
+Prints the suggestions, writes ``lr_find.png`` and ``lr_find.json`` into ``--out``. With
+``--sweep``, shades the rates that sweep found converging and says whether the suggestion
+lies inside them (exit status 1 when it does not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="neuronlab-lr-find", description=__doc__.split("\n")[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for neuronlab-train")
+    parser.add_argument("--min-lr", type=float, default=1e-5)
+    parser.add_argument("--max-lr", type=float, default=10.0)
+    parser.add_argument("--steps", type=int, default=200, help="steps (one rate each)")
+    parser.add_argument("--out", default="outputs/lr_find", help="folder for the picture")
+    parser.add_argument("--sweep", default=None, help="a learning-rate sweep folder: its "
+                        "converging band is drawn and the suggestion checked against it")
+    args = parser.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ..config import ConfigError, compose
+    from ..experiments.lr_range import plot_range_test, range_test
+    from .train import quiet_lightning
+
+    quiet_lightning()
+    console = Console() if Console().is_terminal else Console(width=120)
+    band = None
+    if args.sweep:
+        from ..experiments.lr_sweep import read_lr_sweep
+
+        band = read_lr_sweep(args.sweep).band
+        if band is None:
+            console.print(f"[yellow]no run of {args.sweep} converged: no band to check[/]")
+    start = time.perf_counter()
+    try:
+        cfg = compose(args.overrides, output_dir=args.out)
+        with contextlib.redirect_stderr(io.StringIO()):  # the finder's own tqdm bar
+            test = range_test(cfg, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps)
+    except (ConfigError, ValueError) as e:
+        print(f"neuronlab-lr-find: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    seconds = time.perf_counter() - start
+    s = test.suggestion
+    out = Path(args.out)
+    picture = plot_range_test(test, out / "lr_find.png", band=band)
+    (out / "lr_find.json").write_text(json.dumps({
+        "lr": test.lrs.tolist(), "loss": test.losses.tolist(),
+        "suggestion": s.lr, "steepest": test.steepest.lr, "lightning": test.lightning_lr,
+        "band": band}, indent=1) + "\n")
+
+    def fmt(lr: float | None) -> str:
+        return "none" if lr is None else f"{lr:.3g}"
+
+    console.print(f"range test: {len(test.lrs)} steps, rate {args.min_lr:g} → {args.max_lr:g} "
+                  f"(×{(args.max_lr / args.min_lr) ** (1 / max(len(test.lrs) - 1, 1)):.3f} per "
+                  f"step), {seconds:.1f} s")
+    if s.smoothed.size:
+        low = s.minimum
+        end = "blows up after" if s.stop < len(test.lrs) else "no blow-up up to"
+        console.print(f"smoothed loss: {s.smoothed[0]:.3f} at the start, lowest "
+                      f"{s.smoothed[low]:.3f} at lr {test.lrs[low]:.3g}; {end} lr "
+                      f"{test.lrs[s.stop - 1]:.3g}")
+    console.print(f"[bold]suggested lr (middle of the descent): {fmt(s.lr)}[/]")
+    console.print(f"steepest descent (d loss / d ln lr): {fmt(test.steepest.lr)}")
+    console.print(f"Lightning's suggestion (d EMA / d lr): {fmt(test.lightning_lr)}")
+    inside = None
+    if band is not None:
+        inside = s.lr is not None and band[0] <= s.lr <= band[1]
+        verdict = "[bold green]inside[/]" if inside else "[bold red]outside[/]"
+        console.print(f"the sweep's converging band: {band[0]:g} … {band[1]:g}; the suggestion is "
+                      f"{verdict}")
+    console.print(f"wrote {picture}")
+    sys.exit(1 if inside is False else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The init sweep's two pictures: per-layer std at init, and final loss by scale × distribution."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from .init_sweep import InitSweep
+
+DPI = 80
+SCHEME_COLORS = {"lecun": "C0", "xavier": "C1", "kaiming": "C2"}
+REFERENCE = {"relu": "kaiming", "tanh": "xavier"}  # the scheme whose scales are drawn
+
+
+def plot_signals(sweep: InitSweep, path: str | Path) -> Path:
+    """Rows: activations. Columns: std of h_l by scheme, std of ∂L/∂z_l by scheme (normal
+    solid, uniform dashed: they overlap), std of ∂L/∂z_l by scale for one scheme."""
+    activations = sorted({s.activation for s in sweep.signals}, key=["relu", "tanh"].index)
+    fig = Figure(figsize=(12, 3.3 * len(activations)))
+    axes = fig.subplots(len(activations), 3, squeeze=False)
+    for row, act in zip(axes, activations, strict=True):
+        for s in sweep.signals:
+            if s.activation != act or s.scale != 1.0:
+                continue
+            layers = np.arange(1, len(s.act_var) + 1)
+            style = {"color": SCHEME_COLORS.get(s.scheme, "k"),
+                     "ls": "-" if s.distribution == "normal" else "--",
+                     "lw": 4 if s.scheme == "lecun" else 1.5,  # = xavier in a square net
+                     "alpha": 0.45 if s.scheme == "lecun" else 1.0,
+                     "label": f"{s.scheme}, {s.distribution}"}
+            row[0].plot(layers, s.act_std, **style)
+            row[1].plot(layers, s.grad_std, **style)
+        ref = REFERENCE.get(act, "xavier")
+        scales = sorted({s.scale for s in sweep.signals if s.activation == act})
+        from matplotlib import colormaps
+
+        cmap = colormaps["plasma"]
+        for i, scale in enumerate(scales):
+            s = sweep.signal(act, ref, "normal", scale)
+            row[2].plot(np.arange(1, len(s.grad_var) + 1), s.grad_std, marker=".",
+                        color=cmap(i / max(len(scales) - 1, 1) * 0.85), label=f"×{scale:g}")
+        titles = (f"{act}: std of activations h_l (×1)", f"{act}: std of ∂L/∂z_l (×1)",
+                  f"{act}, {ref} × scale: std of ∂L/∂z_l")
+        for ax, title in zip(row, titles, strict=True):
+            ax.set(yscale="log", xlabel="layer l", title=title)
+            ax.title.set_fontsize(10)
+            ax.legend(fontsize=7)
+    fig.suptitle("Signal propagation at initialization (width 256, batch 512, mean of 3 draws)",
+                 fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    return Path(path)
+
+
+def plot_final_loss(sweep: InitSweep, path: str | Path) -> Path:
+    """Heat map per activation: rows scheme × distribution, columns scale; a cell shows the
+    mean final training loss over seeds, or how many seeds diverged."""
+    activations = sorted({c.activation for c in sweep.cells}, key=["relu", "tanh"].index)
+    scales = sorted({c.scale for c in sweep.cells})
+    rows = sorted({(c.scheme, c.distribution) for c in sweep.cells},
+                  key=lambda r: (list(SCHEME_COLORS).index(r[0]), r[1]))
+    by = {(c.activation, c.scheme, c.distribution, c.scale): c for c in sweep.cells}
+    finite = [c.mean for c in sweep.cells if math.isfinite(c.mean)]
+    vmax = max(finite) if finite else 1.0
+    fig = Figure(figsize=(5.2 * len(activations), 0.5 * len(rows) + 1.8))
+    axes = fig.subplots(1, len(activations), squeeze=False)[0]
+    image = None
+    for ax, act in zip(axes, activations, strict=True):
+        grid = np.full((len(rows), len(scales)), np.nan)
+        for i, (scheme, dist) in enumerate(rows):
+            for j, scale in enumerate(scales):
+                cell = by.get((act, scheme, dist, scale))
+                if cell is None:
+                    continue
+                n = len(cell.losses) + cell.diverged + cell.failed
+                if cell.clean:
+                    grid[i, j] = cell.mean
+                    text, color = f"{cell.mean:.3f}", "white" if cell.mean < 0.5 * vmax else "k"
+                elif cell.losses:
+                    grid[i, j] = cell.mean
+                    text, color = f"{cell.mean:.3f}\n{cell.diverged}/{n} div", "k"
+                else:
+                    text, color = f"diverged\n{cell.diverged}/{n}", "#b00000"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
+        image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=vmax, aspect="auto")
+        ax.set_facecolor("#dddddd")
+        ax.set_xticks(range(len(scales)), [f"×{s:g}" for s in scales])
+        first = ax is axes[0]  # the rows are the same in every panel: label them once
+        ax.set_yticks(range(len(rows)), [f"{s}, {d}" for s, d in rows] if first else [],
+                      fontsize=8)
+        ax.set(xlabel="init scale multiplier", title=f"{act}: mean final training loss")
+    if image is not None:
+        fig.colorbar(image, ax=list(axes), shrink=0.8, label="loss")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return Path(path)

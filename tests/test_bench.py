@@ -1,0 +1,91 @@
+# pytest tests/test_bench.py
+"""scripts/bench.py --quick end to end: it runs, and its JSON has the promised structure.
+
+No timing thresholds here (a shared CI machine is too noisy): only that every headline number
+exists and is a positive finite number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
+
+PER_SIZE = ("manual_over_autograd", "fraction_of_matmul")
+SCALARS = (
+    "manual_over_autograd_memory",
+    "compiled_over_eager",
+    "lightning_over_raw",
+    "sklearn_time_ratio",
+    "sklearn_accuracy",
+    "neuronlab_accuracy",
+)
+
+
+def _positive_finite(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(scope="module")
+def out_path(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bench") / "b.json"
+
+
+@pytest.fixture(scope="module")
+def result(out_path: Path) -> dict:
+    out = out_path
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_quick_run_writes_every_section(result):
+    for section in ("machine", "notes", "ceiling", "step", "loop", "peer", "scaling",
+                    "targets", "summary"):
+        assert section in result, section
+    assert list(result)[-1] == "summary"  # the JSON ends with the summary
+    machine = result["machine"]
+    assert machine["cpu_model"] and machine["torch"] and machine["torch_threads"] >= 1
+    assert "memory" in result["notes"]
+
+
+@pytest.mark.slow
+def test_summary_values_are_positive_finite(result):
+    summary = result["summary"]
+    for key in PER_SIZE:
+        assert set(summary[key]) >= {"small", "mid"}, key
+        for size, value in summary[key].items():
+            assert _positive_finite(value), (key, size, value)
+    for key in SCALARS:
+        assert _positive_finite(summary[key]), (key, summary.get(key))
+    assert 0 < summary["sklearn_accuracy"] <= 1 and 0 < summary["neuronlab_accuracy"] <= 1
+
+
+@pytest.mark.slow
+def test_step_section_has_times_flops_and_memory(result):
+    for size, r in result["step"].items():
+        for variant in ("manual/eager", "autograd/eager"):
+            v = r["variants"][variant]
+            for key in ("time_s", "flops_per_s", "fraction_of_matmul"):
+                assert _positive_finite(v[key]), (size, variant, key)
+        for mode in ("manual", "autograd"):
+            assert r["memory"][mode]["saved_bytes"] > 0
+        assert _positive_finite(r["ceiling_flops_per_s"])
+    # a slope, not a ratio: at the quick sizes overhead dominates and it may sit near 0
+    assert math.isfinite(result["scaling"]["exponent"])
+
+
+@pytest.mark.slow
+def test_markdown_table_is_written_next_to_the_json(result, out_path):
+    text = out_path.with_suffix(".md").read_text()
+    assert text.startswith("# neuronlab benchmark") and "| metric | value |" in text
