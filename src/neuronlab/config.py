@@ -264,7 +264,8 @@ def compose(overrides: list[str] | None = None, output_dir: str | os.PathLike | 
 
     overrides = list(overrides or [])
     if output_dir is not None:
-        overrides.append(f"paths.output_dir={output_dir}")
+        quoted = str(output_dir).replace("\\", "\\\\").replace("'", "\\'")
+        overrides.append(f"paths.output_dir='{quoted}'")  # quoted: sweep folders hold = and ,
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return hydra_compose(config_name="train", overrides=overrides)

@@ -31,7 +31,7 @@ def tanh_derivative(a: Tensor) -> Tensor:
 
 def relu_derivative(a: Tensor) -> Tensor:
     """relu'(z) = 1 where z > 0 else 0 (0 at the kink, as torch does); a > 0 ⇔ z > 0."""
-    return (a > 0).to(a.dtype)
+    return torch.sign(a)  # a = relu(z) ≥ 0, so sign(a) = 1[a > 0], in a's dtype, one kernel
 
 
 def leaky_relu_derivative(z: Tensor, negative_slope: float) -> Tensor:

@@ -50,7 +50,9 @@ class LinearFunction(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         input, weight, bias = inputs
-        ctx.save_for_backward(input, weight)
+        # ∂L/∂x needs W, ∂L/∂W needs x: keep only what a needed gradient uses
+        needs_input, needs_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        ctx.save_for_backward(input if needs_weight else None, weight if needs_input else None)
         ctx.has_bias = bias is not None
 
     @staticmethod
@@ -60,11 +62,11 @@ class LinearFunction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_input = grad_output @ weight  # (*, n_out) @ (n_out, n_in) -> (*, n_in)
         if ctx.needs_input_grad[1]:
-            g2 = grad_output.reshape(-1, weight.shape[0])  # (N, n_out), batch dims flattened
-            x2 = input.reshape(-1, weight.shape[1])  # (N, n_in)
+            g2 = grad_output.reshape(-1, grad_output.shape[-1])  # (N, n_out), batch dims flat
+            x2 = input.reshape(-1, input.shape[-1])  # (N, n_in)
             grad_weight = g2.t() @ x2  # (n_out, n_in)
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad_output.reshape(-1, weight.shape[0]).sum(0)  # (n_out,)
+            grad_bias = grad_output.reshape(-1, grad_output.shape[-1]).sum(0)  # (n_out,)
         return grad_input, grad_weight, grad_bias
 
 

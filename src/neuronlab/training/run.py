@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -38,6 +39,10 @@ FINISHED = ("ok", "diverged")
 
 def _container(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if v.numel() == 1}
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any] | None:
@@ -226,6 +231,11 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
         prior["skipped"] = True
         return prior
     validate_config(cfg)
+    threads = cfg.get("torch_threads")
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"torch_threads={threads!r} must be null or an integer ≥ 1")
+        torch.set_num_threads(threads)
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     datamodule, task, trainer = build(cfg, dataset=dataset)
     try:
@@ -240,10 +250,11 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
     remove_stale_temp_files(run_dir / "checkpoints")
     saver = next(c for c in trainer.callbacks if isinstance(c, InterruptSaver))
     sigint = signal.getsignal(signal.SIGINT)
-    status, message, test = "ok", None, {}
+    status, message, test, fit_metrics = "ok", None, {}, {}
     start = time.perf_counter()
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt)
+        fit_metrics = _scalars(trainer.callback_metrics)  # test() resets callback_metrics
         test = trainer.test(task, datamodule=datamodule, verbose=False)[0]
     except Diverged as e:
         status, message = "diverged", str(e)
@@ -262,7 +273,7 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
     seconds = time.perf_counter() - start
     if status == "ok" and trainer.is_global_zero:  # finished: last.ckpt supersedes it
         interrupted_ckpt.unlink(missing_ok=True)
-    final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    final = fit_metrics or _scalars(trainer.callback_metrics)
     final.update({k: float(v) for k, v in test.items()})
     record = {
         "status": status,
