@@ -61,8 +61,13 @@ class DivergenceGuard(L.Callback):
         if self._first_bad is None:
             return
         step, loss = self._first_bad.cpu().tolist()
-        if step == step:  # not NaN: a bad step was recorded
-            raise Diverged(int(step), loss, self._lr(trainer))
+        seen = step == step  # not NaN: a bad step was recorded
+        if trainer.world_size > 1:
+            # every process must stop together, or the others wait forever in the next all-reduce
+            seen = trainer.strategy.reduce_boolean_decision(seen, all=False)
+        if seen:
+            raise Diverged(int(step) if step == step else trainer.global_step, loss,
+                           self._lr(trainer))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.check(trainer)
