@@ -22,7 +22,7 @@ the same count and the ranks together still cover exactly that batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -68,6 +68,9 @@ class TensorLoader:
         seed: seed of the epoch orders.
         rank: this process's rank in [0, world_size).
         world_size: number of processes sharing each global batch.
+        batches_done: asked at the start of each epoch how many of its batches were already
+            trained (non-zero only when resuming mid-epoch); those are skipped, so a resumed
+            epoch continues the same order where it stopped.
 
     Each batch: `x` (B / world_size, n_features), `y` (B / world_size,); the last may be
     smaller (`drop_last=False`).
@@ -84,6 +87,7 @@ class TensorLoader:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        batches_done: Callable[[], int] | None = None,
     ) -> None:
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}; they must match")
@@ -95,6 +99,7 @@ class TensorLoader:
         self.batch_size = batch_size
         self.rank, self.world_size = rank, world_size
         self.sampler = EpochOrder(int(x.shape[0]), shuffle, seed)
+        self.batches_done = batches_done
 
     @property
     def epoch(self) -> int:
@@ -120,7 +125,8 @@ class TensorLoader:
         self.sampler.epoch = epoch + 1
         order = self.sampler.order(epoch).to(self.x.device)  # one transfer per epoch
         size = self._global_batch_size()
-        for start in range(0, self.sampler.n, size):
+        skip = self.batches_done() if self.batches_done is not None else 0
+        for start in range(skip * size, self.sampler.n, size):
             idx = order[start : start + size]  # (B,) the global batch
             if self.world_size > 1 and len(idx) % self.world_size:
                 padded = -(-len(idx) // self.world_size) * self.world_size

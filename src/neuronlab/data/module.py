@@ -194,7 +194,12 @@ class NeuronDataModule(L.LightningDataModule):
         trainer = self.trainer
         rank, world_size = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         x, y = self._tensors_on(split, self._device())
-        loader = TensorLoader(x, y, self.batch_size, shuffle, self.seed, rank, world_size)
+        done = None
+        if trainer is not None and split == "train":
+            def done() -> int:  # batches of this epoch already trained (mid-epoch resume)
+                return trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        loader = TensorLoader(x, y, self.batch_size, shuffle, self.seed, rank, world_size,
+                              batches_done=done)
         if trainer is not None:
             loader.set_epoch(trainer.current_epoch)  # Lightning sets it again each epoch
         return loader
