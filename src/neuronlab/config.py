@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .functional import ACTIVATIONS, BACKPROP_MODES, LOSSES
-from .functional.registry import _unknown
+from .functional.registry import unknown_choice
 from .init import DISTRIBUTIONS
 from .training.optimizers import OPTIMIZERS, SCHEDULERS
 from .training.task import INIT_SCHEMES, MODELS
@@ -45,7 +45,7 @@ def _need(cond: bool, key: str, value: Any, allowed: str) -> None:
 
 def _choice(key: str, value: Any, allowed) -> None:
     if not isinstance(value, str) or value not in allowed:
-        raise ConfigError(str(_unknown(key, value, allowed)))
+        raise ConfigError(str(unknown_choice(key, value, allowed)))
 
 
 def _bool(key: str, value: Any, null_ok: bool = False) -> None:

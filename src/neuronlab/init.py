@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from .functional.registry import _unknown
+from .functional.registry import unknown_choice
 
 DISTRIBUTIONS = ("normal", "uniform")
 SCHEMES = ("fixed", "lecun", "xavier", "kaiming")
@@ -63,7 +63,7 @@ def init_std(
         g = ACTIVATION_GAINS.get(activation, 1.0) if gain is None else gain
         base = g / math.sqrt(fan_in)
     else:
-        raise _unknown("init.scheme", scheme, SCHEMES)
+        raise unknown_choice("init.scheme", scheme, SCHEMES)
     return base * scale
 
 
@@ -97,9 +97,9 @@ def initialize_(
         generator: the source of randomness (on the weights' device), for reproducible draws.
     """
     if distribution not in DISTRIBUTIONS:
-        raise _unknown("init.distribution", distribution, DISTRIBUTIONS)
+        raise unknown_choice("init.distribution", distribution, DISTRIBUTIONS)
     if scheme not in SCHEMES:
-        raise _unknown("init.scheme", scheme, SCHEMES)
+        raise unknown_choice("init.scheme", scheme, SCHEMES)
     if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
         raise ValueError(f"init.scale={scale!r} must be a finite number > 0")
     if std is not None and scheme != "fixed":

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .functional import ACTIVATIONS, check_backprop, get_activation, linear
-from .functional.registry import _unknown
+from .functional.registry import unknown_choice
 
 
 def _check_size(key: str, value: int) -> int:
@@ -28,7 +28,7 @@ def _check_size(key: str, value: int) -> int:
 
 def _check_activation(name: str) -> str:
     if name not in ACTIVATIONS:
-        raise _unknown("activation", name, ACTIVATIONS)
+        raise unknown_choice("activation", name, ACTIVATIONS)
     return name
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..functional import OPS
-from ..functional.registry import _unknown
+from ..functional.registry import unknown_choice
 from ..gradcheck import check_function, compare_gradients, default_tolerance, relative_error
 from ..modules import MLP
 
@@ -160,7 +160,7 @@ def run_checks(ops: Sequence[str] | None = None, dtypes: Sequence[str] | None = 
                                  ("device", devices, DEVICES)):
         for value in values:
             if value not in allowed:
-                raise _unknown(key, value, allowed)
+                raise unknown_choice(key, value, allowed)
     if "cuda" in devices and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for, but CUDA is not available here")
     threads = torch.get_num_threads()
@@ -213,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for op in args.op or []:
         if op not in OPS:
-            parser.error(str(_unknown("--op", op, OPS)))
+            parser.error(str(unknown_choice("--op", op, OPS)))
     if "cuda" in (args.device or []) and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available on this machine")
     start = time.perf_counter()

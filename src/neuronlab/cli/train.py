@@ -10,6 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from ..functional.registry import unknown_choice
 from ..paths import config_dir
 
 EXIT_CONFIG = 2
@@ -41,9 +42,7 @@ def preflight(argv: list[str]) -> None:
         options = _group_options(key)
         for choice in value.split(","):  # a multirun sweep: data=moons,circles
             if choice not in options:
-                close = difflib.get_close_matches(choice, options, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                _fail(f"{key}={choice!r} is not one of: {', '.join(options)}{hint}")
+                _fail(str(unknown_choice(key, choice, options)))
     if os.environ.get("HYDRA_FULL_ERROR") != "1":
         problem = compose_problem(argv)
         if problem:

@@ -120,7 +120,8 @@ LOSSES: dict[str, tuple[Callable[..., Tensor], Callable[..., Tensor], bool]] = {
 BACKPROP_MODES = ("manual", "autograd")
 
 
-def _unknown(key: str, value: str, allowed) -> ValueError:
+def unknown_choice(key: str, value: str, allowed) -> ValueError:
+    """The error for a name that is not allowed: lists the allowed ones, suggests the closest."""
     import difflib
 
     allowed = sorted(allowed)
@@ -134,7 +135,7 @@ def _unknown(key: str, value: str, allowed) -> ValueError:
 def get_activation(name: str, backprop: str = "manual") -> Callable[[Tensor], Tensor]:
     """The activation called ``name``, manual (our Function) or autograd (plain torch)."""
     if name not in ACTIVATIONS:
-        raise _unknown("activation", name, ACTIVATIONS)
+        raise unknown_choice("activation", name, ACTIVATIONS)
     check_backprop(backprop)
     return ACTIVATIONS[name][0 if backprop == "manual" else 1]
 
@@ -142,12 +143,12 @@ def get_activation(name: str, backprop: str = "manual") -> Callable[[Tensor], Te
 def get_loss(name: str, backprop: str = "manual") -> Callable[..., Tensor]:
     """The loss called ``name`` (mse, bce, cross_entropy), manual or autograd."""
     if name not in LOSSES:
-        raise _unknown("loss", name, LOSSES)
+        raise unknown_choice("loss", name, LOSSES)
     check_backprop(backprop)
     return LOSSES[name][0 if backprop == "manual" else 1]
 
 
 def check_backprop(backprop: str) -> str:
     if backprop not in BACKPROP_MODES:
-        raise _unknown("backprop", backprop, BACKPROP_MODES)
+        raise unknown_choice("backprop", backprop, BACKPROP_MODES)
     return backprop

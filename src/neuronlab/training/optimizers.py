@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..functional.registry import _unknown
+from ..functional.registry import unknown_choice
 from ..optim import SGD
 
 OPTIMIZERS = ("sgd", "torch_sgd", "adam")
@@ -31,7 +31,7 @@ def build_optimizer(params: Iterable[torch.Tensor], cfg: dict[str, Any]) -> torc
     if name == "adam":
         betas = tuple(cfg.get("betas", (0.9, 0.999)))
         return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=wd)
-    raise _unknown("optimizer.name", name, OPTIMIZERS)
+    raise unknown_choice("optimizer.name", name, OPTIMIZERS)
 
 
 def build_scheduler(
@@ -62,5 +62,5 @@ def build_scheduler(
                 return (step + 1) / warm
             return cosine((step - warm) / max(total - warm, 1))
     else:
-        raise _unknown("scheduler.name", name, SCHEDULERS)
+        raise unknown_choice("scheduler.name", name, SCHEDULERS)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -14,7 +14,7 @@ import torchmetrics
 from torch import Tensor
 
 from ..functional import LOSSES, get_loss
-from ..functional.registry import _unknown
+from ..functional.registry import unknown_choice
 from ..init import initialize_, zeros_
 from ..modules import MLP, Neuron
 from .optimizers import build_optimizer, build_scheduler
@@ -41,7 +41,7 @@ def build_network(
         sizes = [n_in, *(hidden or []), n_out]
         return MLP(sizes, activation=activation, output_activation=output_activation,
                    backprop=backprop)
-    raise _unknown("model.kind", kind, MODELS)
+    raise unknown_choice("model.kind", kind, MODELS)
 
 
 class LearnTask(L.LightningModule):
@@ -74,7 +74,7 @@ class LearnTask(L.LightningModule):
         self.save_hyperparameters(logger=False)
         self.loss_name = model.get("loss", "cross_entropy")
         if self.loss_name not in LOSSES:
-            raise _unknown("model.loss", self.loss_name, LOSSES)
+            raise unknown_choice("model.loss", self.loss_name, LOSSES)
         self.takes_logits = LOSSES[self.loss_name][2]
         self.n_classes = n_classes
         self.net = build_network(
@@ -96,7 +96,7 @@ class LearnTask(L.LightningModule):
             zeros_(self.net)
             return
         if scheme not in INIT_SCHEMES:
-            raise _unknown("init.scheme", scheme, INIT_SCHEMES)
+            raise unknown_choice("init.scheme", scheme, INIT_SCHEMES)
         generator = torch.Generator().manual_seed(int(seed))
         initialize_(
             self.net, distribution=init.get("distribution", "normal"), scheme=scheme,
