@@ -207,8 +207,8 @@ MOONS_16 = [*MOONS[:2], "data.batch_size=16", *MOONS[3:]]
 STEPS_PER_EPOCH = 88  # moons: 700 samples, 70 % to train, batches of 8
 
 
-def _start(run_dir: Path, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+def _start(run_dir: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    env = {k: v for k, v in (env or os.environ).items() if k != "HYDRA_FULL_ERROR"}
     return subprocess.Popen(
         [sys.executable, "-m", "neuronlab.cli.train", *args, f"hydra.run.dir={run_dir}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=run_dir.parent, env=env,
@@ -250,24 +250,34 @@ def test_a_signalled_run_saves_says_how_to_resume_and_resumes(tmp_path, sig):
     assert resumed["steps"] == epochs * STEPS_PER_EPOCH
 
 
+# a run whose best epoch (by val/loss) is early: few noisy samples, overfitting
+OVERFIT = ["data=moons", "model=mlp", "data.n_samples=150", "data.noise=0.4", "data.batch_size=16",
+           "optimizer.lr=0.3", "optimizer.momentum=0.9", "trainer.max_epochs=12",
+           "callbacks.progress_bar=null", "torch_threads=1"]
+
+
 @pytest.mark.slow
-def test_sigkill_then_resume_from_last_is_bit_identical(tmp_path):
-    common = [*MOONS_16, "trainer.max_epochs=3", "optimizer.lr=0.05",
-              "optimizer.momentum=0.9", "callbacks.model_checkpoint.save_top_k=-1"]
-    full = train(compose(common, output_dir=tmp_path / "full"))
+def test_sigkill_after_the_best_epoch_then_resume_from_last_is_bit_identical(tmp_path):
+    full = train(compose(OVERFIT, output_dir=tmp_path / "full"))
     assert full["status"] == "ok", full["message"]
+    per_epoch = full["steps"] // 12
+    (best,) = (tmp_path / "full" / "checkpoints").glob("best-epoch*.ckpt")
+    best_epoch = int(best.stem.removeprefix("best-epoch"))
+    assert best_epoch < 6, best.name  # the case that matters: the best epoch is not the last
     run_dir = tmp_path / "killed"
     run_dir.mkdir()
-    proc = _start(run_dir, *common)
-    _wait_for(run_dir / "checkpoints" / "epoch000.ckpt", proc)
-    proc.send_signal(signal.SIGKILL)  # in epoch 1 (or 2): no chance to clean up
-    proc.wait(timeout=60)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    killer = ["+callbacks.killer._target_=kill_at_epoch.KillAtEpoch", "+callbacks.killer.epoch=7"]
+    proc = _start(run_dir, *OVERFIT, *killer, env=env)
+    proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL
     assert not (run_dir / "metrics.json").exists()
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    per_epoch = full["steps"] // 3
-    assert last["global_step"] % per_epoch == 0 and last["global_step"] < full["steps"]
+    assert last["global_step"] == 7 * per_epoch  # the end of the last finished epoch (6)
+    assert (run_dir / "checkpoints" / best.name).is_file()  # the best one, kept apart
 
-    proc = _start(run_dir, *common, "ckpt_path=last")  # as a user resumes it
+    proc = _start(run_dir, *OVERFIT, "ckpt_path=last")  # as a user resumes it
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     resumed = json.loads((run_dir / "metrics.json").read_text())
@@ -276,6 +286,7 @@ def test_sigkill_then_resume_from_last_is_bit_identical(tmp_path):
     b = _weights(run_dir / "checkpoints" / "last.ckpt")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    assert resumed["metrics"] == full["metrics"]  # tested on the same best checkpoint
 
 
 @pytest.mark.slow

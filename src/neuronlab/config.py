@@ -23,6 +23,7 @@ from .training.task import INIT_SCHEMES, MODELS
 PRECISIONS = ("32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 NEURON_LOSSES = ("bce", "mse")  # one output: cross_entropy needs one output per class
+TEST_CHECKPOINTS = ("best", "last")
 GROUPS = ("data", "model", "init", "optimizer", "scheduler", "trainer")
 
 
@@ -246,6 +247,7 @@ def validate_config(cfg: Mapping) -> None:
     _check_trainer(cfg["trainer"])
     if isinstance(cfg.get("callbacks"), Mapping):
         _check_callbacks(cfg["callbacks"])
+    _choice("test_ckpt", cfg.get("test_ckpt", "best"), TEST_CHECKPOINTS)
     ckpt = cfg.get("ckpt_path")
     if ckpt is not None and ckpt != "last":
         _need(isinstance(ckpt, str) and os.path.isfile(ckpt), "ckpt_path", ckpt,

@@ -210,6 +210,48 @@ def build(
     return datamodule, task, trainer
 
 
+def test_checkpoint(trainer: L.Trainer, choice: str) -> tuple[str | None, str]:
+    """The checkpoint ``trainer.test`` should load for ``test_ckpt=choice``, and how to say it.
+
+    ``best``: the best-by-``val/loss`` checkpoint (``callbacks.model_checkpoint``), or, when
+    there is none (checkpointing off, no validation split), the final weights, saying so.
+    ``last``: the weights at the end of the last epoch (``checkpoints/last.ckpt``), which are
+    the ones in memory, so nothing is loaded.
+    """
+    if choice == "best":
+        for cb in trainer.checkpoint_callbacks:
+            path = getattr(cb, "best_model_path", "")
+            if getattr(cb, "monitor", None) and path and Path(path).is_file():
+                score = cb.best_model_score
+                score_text = f", {cb.monitor}={float(score):.4g}" if score is not None else ""
+                return path, f"the best checkpoint ({Path(path).name}{score_text})"
+        return None, "the final weights (no best-by-val/loss checkpoint was saved)"
+    return None, f"the final weights (end of epoch {trainer.current_epoch}, as last.ckpt)"
+
+
+def log_hparams(logger: Any, params: dict[str, Any], final: dict[str, float], status: str,
+                step: int) -> None:
+    """The run's settings and final metrics for TensorBoard's HParams tab.
+
+    Lightning's ``log_hyperparams(params, metrics)`` also logs each metric as a scalar at step
+    0; TensorBoard reads a step that goes back as a restart and drops the curve logged before
+    it (``val/loss`` showed one point). Here the metrics already logged during the run are only
+    *named* in the HParams summary (the tab reads their last value from the run's scalars);
+    only ``status_ok`` is new, logged at the run's last step.
+    """
+    from torch.utils.tensorboard.summary import hparams
+
+    logger.log_hyperparams(params)  # hparams.yaml; with default_hp_metric off, nothing else
+    metrics = {k: v for k, v in final.items() if k.startswith(("test/", "val/"))}
+    metrics["status_ok"] = float(status == "ok")
+    logger.log_metrics({"status_ok": metrics["status_ok"]}, step=step)
+    experiment, start, end = hparams(params, metrics)
+    writer = logger.experiment._get_file_writer()
+    for summary in (experiment, start, end):
+        writer.add_summary(summary, step)
+    logger.finalize("success" if status == "ok" else "failed")
+
+
 def _restore_sigint(handler: Any) -> None:
     # Lightning ignores SIGINT after a KeyboardInterrupt; give the caller back its Ctrl-C
     if handler is not None and threading.current_thread() is threading.main_thread():
@@ -251,11 +293,13 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
     saver = next(c for c in trainer.callbacks if isinstance(c, InterruptSaver))
     sigint = signal.getsignal(signal.SIGINT)
     status, message, test, fit_metrics = "ok", None, {}, {}
+    tested_on = None
     start = time.perf_counter()
     try:
         trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt)
         fit_metrics = _scalars(trainer.callback_metrics)  # test() resets callback_metrics
-        test = trainer.test(task, datamodule=datamodule, verbose=False)[0]
+        test_ckpt, tested_on = test_checkpoint(trainer, cfg.get("test_ckpt", "best"))
+        test = trainer.test(task, datamodule=datamodule, verbose=False, ckpt_path=test_ckpt)[0]
     except Diverged as e:
         status, message = "diverged", str(e)
     except GradientMismatch as e:
@@ -282,6 +326,7 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
         "epochs": int(trainer.current_epoch),
         "seconds": round(seconds, 3),
         "metrics": final,
+        "tested_on": tested_on,
         "feature_weights": task.feature_weights(),
         "run_dir": str(run_dir),
         "config": {g: cfg.get(g) for g in ("data", "model", "init", "optimizer", "scheduler")},
@@ -289,10 +334,7 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
     }
     if trainer.is_global_zero:
         if trainer.logger is not None and hasattr(trainer.logger, "log_hyperparams"):
-            hp_metrics = {k: v for k, v in final.items() if k.startswith(("test/", "val/"))}
-            hp_metrics["status_ok"] = float(status == "ok")
-            trainer.logger.log_hyperparams(_hparams(cfg), metrics=hp_metrics)
-            trainer.logger.finalize("success" if status == "ok" else "failed")
+            log_hparams(trainer.logger, _hparams(cfg), final, status, int(trainer.global_step))
         write_metrics(run_dir, record)
     record["trainer"], record["task"] = trainer, task
     return record
