@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 import torch
 
 from neuronlab import MLP, initialize_
 from neuronlab.functional import cross_entropy
-from neuronlab.optim import SGD
+from neuronlab.optim import SGD, build_optimizer, build_scheduler
 
 STEPS = 20
 
@@ -114,22 +115,22 @@ def test_closure_returns_the_loss():
 
 @pytest.mark.parametrize("lr", [0, -1, 0.0, float("nan")])
 def test_bad_lr(lr):
-    with pytest.raises(ValueError, match=r"optimizer\.lr="):
+    with pytest.raises(ValueError, match=r"^lr="):  # the library's words, not config keys
         SGD(_model().parameters(), lr=lr)
 
 
 @pytest.mark.parametrize(
     "kwargs, key",
     [
-        (dict(momentum=-0.1), "optimizer.momentum"),
-        (dict(momentum=1.0), "optimizer.momentum"),
-        (dict(weight_decay=-1e-3), "optimizer.weight_decay"),
-        (dict(nesterov=True), "optimizer.nesterov"),
-        (dict(nesterov=True, momentum=0.9, dampening=0.1), "optimizer.nesterov"),
+        (dict(momentum=-0.1), "momentum"),
+        (dict(momentum=1.0), "momentum"),
+        (dict(weight_decay=-1e-3), "weight_decay"),
+        (dict(nesterov=True), "nesterov"),
+        (dict(nesterov=True, momentum=0.9, dampening=0.1), "nesterov"),
     ],
 )
 def test_bad_hyperparameters(kwargs, key):
-    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+    with pytest.raises(ValueError, match=f"^{key}"):
         SGD(_model().parameters(), lr=0.1, **kwargs)
 
 
@@ -162,3 +163,46 @@ def test_state_dict_round_trip(config):
     for batch in batches[half:]:
         _step(resumed, opt_resumed, batch)
     _assert_same_params(resumed, straight)
+
+
+# ---- the learning-rate schedules, value by value -------------------------------------------
+
+
+def _rates(schedule: dict, total: int, lr: float = 1.0) -> list[float]:
+    opt = SGD(_model().parameters(), lr=lr)
+    sched = build_scheduler(opt, schedule, total)
+    rates = []
+    for _ in range(total):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return rates
+
+
+def test_constant_schedule():
+    assert _rates({"name": "none"}, 5, lr=0.3) == [0.3] * 5
+
+
+def test_step_schedule_halves_every_step_size_steps():
+    assert _rates({"name": "step", "step_size": 2, "gamma": 0.5}, 6) == [1, 1, .5, .5, .25, .25]
+
+
+def test_cosine_schedule_values():
+    rates = _rates({"name": "cosine", "min_lr_ratio": 0.1}, 5)
+    expected = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t / 5)) for t in range(5)]
+    assert rates == pytest.approx(expected, rel=1e-12)
+    assert rates[0] == 1.0 and rates == sorted(rates, reverse=True)
+
+
+def test_warmup_cosine_rises_linearly_then_follows_the_cosine():
+    rates = _rates({"name": "warmup_cosine", "warmup_steps": 4, "min_lr_ratio": 0.0}, 10)
+    assert rates[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0], rel=1e-12)
+    tail = [0.5 * (1 + math.cos(math.pi * (t - 4) / 6)) for t in range(4, 10)]
+    assert rates[4:] == pytest.approx(tail, rel=1e-12)
+
+
+def test_unknown_schedule_and_optimizer_names():
+    with pytest.raises(ValueError, match="scheduler.name='cosin'.*did you mean 'cosine'"):
+        _rates({"name": "cosin"}, 3)
+    with pytest.raises(ValueError, match="optimizer.name='sdg'"):
+        build_optimizer(_model().parameters(), {"name": "sdg", "lr": 0.1})

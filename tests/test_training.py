@@ -107,7 +107,7 @@ def test_resume_from_epoch_checkpoint_matches_uninterrupted_run(tmp_path):
               "optimizer.momentum=0.9"]
     full = run(tmp_path / "full", *common, "trainer.max_epochs=4")
     run(tmp_path / "part", *common, "trainer.max_epochs=2")
-    ckpt = tmp_path / "part" / "checkpoints" / "epoch001.ckpt"
+    ckpt = tmp_path / "part" / "checkpoints" / "best-epoch001.ckpt"
     assert ckpt.is_file()
     resumed = run(tmp_path / "resumed", *common, "trainer.max_epochs=4", f"ckpt_path={ckpt}")
     assert resumed["steps"] == full["steps"]

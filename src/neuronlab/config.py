@@ -14,11 +14,11 @@ from typing import Any
 
 import torch
 
+from .errors import ConfigError, unknown_choice
 from .functional import ACTIVATIONS, BACKPROP_MODES, LOSSES
-from .functional.registry import unknown_choice
-from .init import DISTRIBUTIONS
-from .training.optimizers import OPTIMIZERS, SCHEDULERS
-from .training.task import INIT_SCHEMES, MODELS
+from .init import DISTRIBUTIONS, INIT_SCHEMES
+from .modules import MODELS
+from .optim import OPTIMIZERS, SCHEDULERS
 
 PRECISIONS = ("32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
@@ -27,8 +27,6 @@ TEST_CHECKPOINTS = ("best", "last")
 GROUPS = ("data", "model", "init", "optimizer", "scheduler", "trainer")
 
 
-class ConfigError(ValueError):
-    """A config value is wrong; the message says which, and what is allowed."""
 
 
 def _is_num(v: Any) -> bool:
@@ -247,6 +245,9 @@ def validate_config(cfg: Mapping) -> None:
     _check_trainer(cfg["trainer"])
     if isinstance(cfg.get("callbacks"), Mapping):
         _check_callbacks(cfg["callbacks"])
+    threads = cfg.get("torch_threads")
+    _need(threads is None or (_is_int(threads) and threads >= 1), "torch_threads", threads,
+          "must be null (auto: 1 thread for small models) or an integer ≥ 1")
     _choice("test_ckpt", cfg.get("test_ckpt", "best"), TEST_CHECKPOINTS)
     ckpt = cfg.get("ckpt_path")
     if ckpt is not None and ckpt != "last":

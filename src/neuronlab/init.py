@@ -25,7 +25,8 @@ from torch import nn
 from .functional.registry import unknown_choice
 
 DISTRIBUTIONS = ("normal", "uniform")
-SCHEMES = ("fixed", "lecun", "xavier", "kaiming")
+SCHEMES = ("fixed", "lecun", "xavier", "kaiming")  # the rules that give a std
+INIT_SCHEMES = (*SCHEMES, "zeros")  # what init.scheme may name: zeros sets every weight to 0
 
 # Gain of each activation for the kaiming rule: √(1 / E[a(z)²]/Var(z)) for z ~ N(0, 1)-ish.
 # relu √2 (half the inputs are zeroed); tanh 5/3 and sigmoid 1 as torch.nn.init.calculate_gain;
@@ -90,7 +91,8 @@ def initialize_(
     Args:
         module: a ``Neuron``, ``Layer``, ``MLP`` or any module holding 2-D weights.
         distribution: ``"normal"`` or ``"uniform"`` (same variance as the normal).
-        scheme: ``"fixed"``, ``"lecun"``, ``"xavier"`` or ``"kaiming"``.
+        scheme: ``"fixed"``, ``"lecun"``, ``"xavier"``, ``"kaiming"``, or ``"zeros"`` (every
+            weight and bias 0, see :func:`zeros_`; the other arguments are then unused).
         scale: multiplies the std the scheme gives.
         std: the std for ``scheme="fixed"`` (only then).
         gain: overrides the gain of ``xavier`` (1) and ``kaiming`` (the activation's).
@@ -98,8 +100,10 @@ def initialize_(
     """
     if distribution not in DISTRIBUTIONS:
         raise unknown_choice("init.distribution", distribution, DISTRIBUTIONS)
-    if scheme not in SCHEMES:
-        raise unknown_choice("init.scheme", scheme, SCHEMES)
+    if scheme not in INIT_SCHEMES:
+        raise unknown_choice("init.scheme", scheme, INIT_SCHEMES)
+    if scheme == "zeros":
+        return zeros_(module)
     if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
         raise ValueError(f"init.scale={scale!r} must be a finite number > 0")
     if std is not None and scheme != "fixed":

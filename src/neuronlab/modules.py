@@ -180,3 +180,29 @@ class MLP(_Switchable):
         for layer in self.layers:
             x = layer(x)
         return x
+
+
+# ---- a network by name, from config primitives ---------------------------------------
+
+MODELS = ("neuron", "mlp")
+
+
+def build_network(
+    kind: str, n_in: int, n_classes: int, hidden: list[int] | None = None,
+    activation: str = "relu", output_activation: str | None = None, backprop: str = "manual",
+    loss: str = "cross_entropy",
+) -> Neuron | MLP:
+    """A ``Neuron`` (two classes: one output) or an ``MLP`` ``[n_in, *hidden, n_out]``."""
+    if kind == "neuron":
+        if n_classes != 2:
+            raise ValueError(
+                f"model=neuron needs a two-class data set, this one has {n_classes} classes; "
+                "use model=mlp"
+            )
+        return Neuron(n_in, activation=activation, backprop=backprop)
+    if kind == "mlp":
+        n_out = 1 if (loss == "bce" and n_classes == 2) else n_classes
+        sizes = [n_in, *(hidden or []), n_out]
+        return MLP(sizes, activation=activation, output_activation=output_activation,
+                   backprop=backprop)
+    raise unknown_choice("model.kind", kind, MODELS)

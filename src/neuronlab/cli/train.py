@@ -10,8 +10,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ..functional.registry import unknown_choice
-from ..paths import config_dir
+from ..errors import unknown_choice
+from ..paths import ConfigDirError, config_dir
 
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C (128 + SIGINT)
@@ -28,10 +28,21 @@ def _group_options(group: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
 
 
+def _groups() -> set[str]:
+    return {p.name for p in config_dir().iterdir() if p.is_dir()} - {"hydra"}
+
+
+def _top_level_keys() -> list[str]:
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.load(config_dir() / "train.yaml")
+    return [str(k) for k in node.keys() if k != "defaults"]
+
+
 def preflight(argv: list[str]) -> None:
     """Check the overrides before Hydra does, for a one-line error: ``group=option`` names,
     then that Hydra can compose them (an unknown key, a syntax error)."""
-    groups = {p.name for p in config_dir().iterdir() if p.is_dir()} - {"hydra"}
+    groups = _groups()
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
@@ -77,9 +88,12 @@ def compose_problem(argv: list[str]) -> str | None:
                 single.append(text)
             else:
                 single.append(o.input_line)
-        from ..config import compose
+        from ..config import ConfigError, compose, validate_config
 
-        compose(single)
+        try:
+            validate_config(compose(single))
+        except ConfigError as e:
+            return str(e)
         if flags:
             return _sweep_problem(overrides, single)
     except OverrideParseException as e:
@@ -126,6 +140,12 @@ def _explain_hydra_error(text: str, args: list[str]) -> str:
     value = next((a.split("=", 1)[1] for a in args if a.split("=", 1)[0] == key), "")
     parent, _, leaf = key.rpartition(".")
     allowed = ""
+    if not parent:  # a top-level name: a group (data=...) or a key (seed=...)
+        names = sorted({*_groups(), *_top_level_keys()})
+        close = difflib.get_close_matches(key, names, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return (f"{key}={value} is not a config group or key{hint}; groups: "
+                f"{', '.join(sorted(_groups()))}. To add a new key on purpose use +{key}={value}")
     try:
         from omegaconf import OmegaConf
 
@@ -161,13 +181,15 @@ def _report(record: dict) -> None:
         console.print(f"[yellow]already finished, skipped:[/] {record['run_dir']}")
     status = record["status"]
     m = record.get("metrics", {})
-    if status != "ok":
-        console.print(f"[bold red]{status}[/]: {record.get('message')}")
+    if status != "ok":  # plain print: a console would wrap the resume command at its width
+        print(f"{status}: {record.get('message')}")
     if "test/acc" in m:
         console.print(
             f"test accuracy: [bold]{m['test/acc']:.4f}[/]   test loss: {m['test/loss']:.4f}"
             f"   ({record['steps']} steps, {record['seconds']:.1f} s)"
         )
+        if record.get("tested_on"):
+            console.print(f"tested on {record['tested_on']}", soft_wrap=True)
     weights = record.get("feature_weights")
     if weights:
         from ..explain import read_weights
@@ -175,20 +197,26 @@ def _report(record: dict) -> None:
         table = Table(title="what the neuron learned: one weight per feature")
         for col in ("feature", "weight", "reading"):
             table.add_column(col, justify="right" if col == "weight" else "left")
-        for name, w, reading in read_weights(weights):
+        for name, w, reading in read_weights(weights, class_names=record.get("class_names")):
             table.add_row(name, f"{w:+.3f}", reading)
         console.print(table)
     run_dir = record["run_dir"]
     if not os.path.relpath(run_dir).startswith(".."):
         run_dir = os.path.relpath(run_dir)
-    print(f"run folder: {run_dir}  (resolved config, metrics.json, checkpoints/, tb/)")
-    print(f"TensorBoard: tensorboard --logdir {run_dir}")
+    kept = [name for name, sub in (("resolved config", ".hydra"), ("metrics.json", "metrics.json"),
+                                   ("checkpoints/", "checkpoints"), ("tb/", "tb"))
+            if (Path(record["run_dir"]) / sub).exists()]
+    print(f"run folder: {run_dir}  ({', '.join(kept)})")
+    if "tb/" in kept:
+        print(f"TensorBoard: tensorboard --logdir {run_dir}")
 
 
 def quiet_lightning() -> None:
     """Lightning's info lines (accelerator, tips) go to the run's log file, not the console."""
     import logging
     import warnings
+
+    import lightning.pytorch  # noqa: F401 - it adds its console handlers when imported
 
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logger = logging.getLogger(name)
@@ -203,7 +231,10 @@ def quiet_lightning() -> None:
 
 
 def main() -> None:
-    preflight(sys.argv[1:])
+    try:
+        preflight(sys.argv[1:])
+    except ConfigDirError as e:
+        _fail(str(e))
     import hydra
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")

@@ -4,7 +4,7 @@ from .audit import GradientAudit, GradientMismatch
 from .checkpoint import CheckpointError, SafeCheckpointIO, load_checkpoint
 from .divergence import Diverged, DivergenceGuard
 from .flow import GradientFlow
-from .task import LearnTask, build_network
+from .task import LearnTask
 
 __all__ = [
     "CheckpointError",
@@ -15,6 +15,5 @@ __all__ = [
     "GradientMismatch",
     "LearnTask",
     "SafeCheckpointIO",
-    "build_network",
     "load_checkpoint",
 ]

@@ -19,6 +19,7 @@ import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import ConfigError, validate_config
@@ -203,7 +204,14 @@ def build(
                      for c in (cfg.get("callbacks") or {}).values() if c]
         callbacks.append(InterruptSaver())  # Ctrl-C saves and stops; not a config choice
         logger = _instantiate("logger", cfg["logger"]) if cfg.get("logger") else False
-        trainer = _instantiate("trainer", cfg["trainer"], callbacks=callbacks, logger=logger,
+        if not logger:  # no logger (~logger): nothing to monitor the rate into
+            callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+        trainer_cfg = dict(cfg["trainer"])
+        # a log interval longer than an epoch logs nothing within it (and Lightning warns)
+        per_epoch = batches_per_epoch(datamodule)
+        if per_epoch and trainer_cfg.get("log_every_n_steps", 50) > per_epoch:
+            trainer_cfg["log_every_n_steps"] = per_epoch
+        trainer = _instantiate("trainer", trainer_cfg, callbacks=callbacks, logger=logger,
                                plugins=[SafeCheckpointIO()])
     except (ValueError, TypeError) as e:
         raise ConfigError(" ".join(str(e).split())) from e
@@ -252,6 +260,27 @@ def log_hparams(logger: Any, params: dict[str, Any], final: dict[str, float], st
     logger.finalize("success" if status == "ok" else "failed")
 
 
+def batches_per_epoch(datamodule: Any) -> int | None:
+    """Training batches per epoch (per process), or ``None`` when it cannot be told."""
+    try:
+        return len(datamodule.train_dataloader()) or None
+    except (TypeError, AttributeError, RuntimeError):
+        return None
+
+
+SMALL_STEP_FLOPS = 5e7  # below this, one thread beats several: synchronising costs more
+
+
+def choose_threads(task: LearnTask, datamodule: Any) -> int | None:
+    """For ``torch_threads: null``: 1 thread when a training step is small (≈ 6 · parameters
+    · batch size floating-point operations below ``SMALL_STEP_FLOPS``), where torch's
+    several intra-op threads only wait on each other (measured 3–4× slower on 2 cores);
+    ``None`` (torch's default) for larger steps."""
+    n_params = sum(p.numel() for p in task.parameters())
+    batch = getattr(datamodule, "batch_size", None) or len(datamodule.train_tensors[0])
+    return 1 if 6 * n_params * batch < SMALL_STEP_FLOPS else None
+
+
 def _restore_sigint(handler: Any) -> None:
     # Lightning ignores SIGINT after a KeyboardInterrupt; give the caller back its Ctrl-C
     if handler is not None and threading.current_thread() is threading.main_thread():
@@ -273,13 +302,14 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
         prior["skipped"] = True
         return prior
     validate_config(cfg)
-    threads = cfg.get("torch_threads")
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ConfigError(f"torch_threads={threads!r} must be null or an integer ≥ 1")
-        torch.set_num_threads(threads)
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     datamodule, task, trainer = build(cfg, dataset=dataset)
+    threads = cfg.get("torch_threads")
+    if threads is None and trainer.strategy.root_device.type == "cpu":
+        threads = choose_threads(task, datamodule)
+    threads_before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         ckpt = _resolve_ckpt(cfg.get("ckpt_path"), run_dir)
     except CheckpointError as e:
@@ -327,7 +357,9 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
         "seconds": round(seconds, 3),
         "metrics": final,
         "tested_on": tested_on,
+        "torch_threads": torch.get_num_threads(),
         "feature_weights": task.feature_weights(),
+        "class_names": [str(c) for c in datamodule.class_names],
         "run_dir": str(run_dir),
         "config": {g: cfg.get(g) for g in ("data", "model", "init", "optimizer", "scheduler")},
         "seed": cfg["seed"],
@@ -337,4 +369,5 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
             log_hparams(trainer.logger, _hparams(cfg), final, status, int(trainer.global_step))
         write_metrics(run_dir, record)
     record["trainer"], record["task"] = trainer, task
+    torch.set_num_threads(threads_before)  # the caller's setting, for what it runs next
     return record

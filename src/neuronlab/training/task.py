@@ -15,33 +15,9 @@ from torch import Tensor
 
 from ..functional import LOSSES, get_loss
 from ..functional.registry import unknown_choice
-from ..init import initialize_, zeros_
-from ..modules import MLP, Neuron
-from .optimizers import build_optimizer, build_scheduler
-
-MODELS = ("neuron", "mlp")
-INIT_SCHEMES = ("fixed", "lecun", "xavier", "kaiming", "zeros")
-
-
-def build_network(
-    kind: str, n_in: int, n_classes: int, hidden: list[int] | None = None,
-    activation: str = "relu", output_activation: str | None = None, backprop: str = "manual",
-    loss: str = "cross_entropy",
-) -> Neuron | MLP:
-    """A ``Neuron`` (two classes: one output) or an ``MLP`` ``[n_in, *hidden, n_out]``."""
-    if kind == "neuron":
-        if n_classes != 2:
-            raise ValueError(
-                f"model=neuron needs a two-class data set, this one has {n_classes} classes; "
-                "use model=mlp"
-            )
-        return Neuron(n_in, activation=activation, backprop=backprop)
-    if kind == "mlp":
-        n_out = 1 if (loss == "bce" and n_classes == 2) else n_classes
-        sizes = [n_in, *(hidden or []), n_out]
-        return MLP(sizes, activation=activation, output_activation=output_activation,
-                   backprop=backprop)
-    raise unknown_choice("model.kind", kind, MODELS)
+from ..init import initialize_
+from ..modules import Neuron, build_network
+from ..optim import build_optimizer, build_scheduler
 
 
 class LearnTask(L.LightningModule):
@@ -91,17 +67,10 @@ class LearnTask(L.LightningModule):
 
     @torch.no_grad()
     def _init_weights(self, init: dict[str, Any], seed: int) -> None:
-        scheme = init.get("scheme", "kaiming")
-        if scheme == "zeros":
-            zeros_(self.net)
-            return
-        if scheme not in INIT_SCHEMES:
-            raise unknown_choice("init.scheme", scheme, INIT_SCHEMES)
-        generator = torch.Generator().manual_seed(int(seed))
         initialize_(
-            self.net, distribution=init.get("distribution", "normal"), scheme=scheme,
+            self.net, distribution=init["distribution"], scheme=init["scheme"],
             scale=init.get("scale", 1.0), std=init.get("std"), gain=init.get("gain"),
-            generator=generator,
+            generator=torch.Generator().manual_seed(int(seed)),
         )
 
     # ---- the step ---------------------------------------------------------------------
