@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from neuronlab.cli.train import report
+from neuronlab.config.preflight import preflight
+
 FAST = ["trainer.max_epochs=2", "callbacks.progress_bar=null"]
 
 
@@ -41,22 +44,69 @@ BAD = [
     ("model.hidden=[0]", "model.hidden[0]=0"),
     ("trainer.devices=0", "trainer.devices=0"),
     ("ckpt_path=/no/such.ckpt", "ckpt_path='/no/such.ckpt'"),
+    ("dta=moons", "dta=moons is not a config group or key (did you mean data?)"),
+    ("optimizer.lrr=1", "(did you mean optimizer.lr?)"),
+    ("test_ckpt=first", "test_ckpt='first' is not one of: best, last"),
 ]
 
 
 @pytest.mark.parametrize("override,expected", BAD)
-def test_bad_values_end_with_one_line(tmp_path, override, expected):
+def test_preflight_names_the_problem_on_one_line(override, expected):
     extra = ["model=mlp"] if override.startswith("model.hidden") else []
-    proc = neuronlab_train(tmp_path, *extra, override)
+    problem = preflight([*extra, override])
+    assert problem is not None and expected in problem and "\n" not in problem
+
+
+def test_a_bad_value_ends_with_one_line_exit_2_and_no_folder(tmp_path):
+    proc = neuronlab_train(tmp_path, "init.scheme=xavir")
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
-    assert expected in lines[0]
+    assert "init.scheme='xavir' is not one of" in lines[0] and "did you mean 'xavier'" in lines[0]
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "run" / "metrics.json").exists()
     assert not (tmp_path / "run").exists()  # no folder left that looks like a run
 
 
-def test_typo_gets_a_suggestion(tmp_path):
-    proc = neuronlab_train(tmp_path, "init.scheme=xavir")
-    assert "did you mean 'xavier'" in proc.stderr
+def test_preflight_does_not_import_lightning():
+    code = ("import sys; from neuronlab.config.preflight import preflight; "
+            "assert preflight(['optimizer.lr=-1']); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lightning'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert out.strip() == "[]"
+
+
+def _record(tmp_path: Path, **extra) -> dict:
+    (tmp_path / "metrics.json").write_text("{}")
+    return {"status": "ok", "message": None, "steps": 10, "seconds": 0.5, "run_dir": str(tmp_path),
+            "metrics": {"test/acc": 0.9, "test/loss": 0.3}, "feature_weights": None, **extra}
+
+
+def test_the_summary_names_only_what_the_run_folder_holds(tmp_path, capsys):
+    report(_record(tmp_path, tested_on="the final weights (no best-by-val/loss checkpoint)"))
+    out = capsys.readouterr().out
+    assert "checkpoints/" not in out and "tb/" not in out and "tensorboard" not in out
+    assert "tested on the final weights" in out
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "tb").mkdir()
+    report(_record(tmp_path))
+    out = capsys.readouterr().out
+    assert "checkpoints/" in out and f"tensorboard --logdir {tmp_path}" in out
+
+
+def test_a_resume_command_is_printed_on_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    command = ("neuronlab-train data=moons model=mlp trainer.max_epochs=100 "
+               f"hydra.run.dir={tmp_path} ckpt_path=last")
+    report(_record(tmp_path, status="interrupted",
+                   message=f"interrupted (SIGINT) at step 7; resume with: {command}"))
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.endswith(command) for line in lines), lines
+
+
+def test_the_neuron_table_reads_the_data_sets_own_classes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    report(_record(tmp_path, feature_weights={"x0": 2.0, "x1": -1.9},
+                   class_names=["benign", "malignant"]))
+    out = capsys.readouterr().out
+    assert "malignant" in out and "cat" not in out

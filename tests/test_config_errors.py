@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from neuronlab.config import ConfigError, compose, validate_config
+from neuronlab.config import SCHEMAS, ConfigError, compose, validate_config
+from neuronlab.paths import config_dir
 from neuronlab.training.run import build, train
 
 # (overrides, what the one-line message must hold)
@@ -99,10 +101,44 @@ def test_gpu_without_a_gpu_says_so():
         validate_config(compose(["trainer=gpu"]))
 
 
-def test_every_shipped_config_option_validates():
-    validate_config(compose([]))
-    validate_config(compose(["data=digits", "model=mlp", "optimizer=adam",
-                             "scheduler=warmup_cosine", "init=fixed"]))
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml")
+                  if not p.stem.startswith("_"))
+
+
+@pytest.mark.parametrize("group", sorted(SCHEMAS))
+def test_every_shipped_option_fits_its_dataclass_and_validates(group):
+    schema = OmegaConf.structured(SCHEMAS[group])
+    for option in _options(group):
+        yaml = OmegaConf.load(config_dir() / group / f"{option}.yaml")
+        merged = OmegaConf.merge(schema, yaml)  # an unknown key or a wrong type raises
+        SCHEMAS[group].from_mapping(OmegaConf.to_container(merged))  # and the values check
+        overrides = [f"{group}={option}"] + (["model=mlp"] if group != "model" else [])
+        if group == "model" and option == "neuron":
+            overrides = [f"{group}={option}"]
+        settings = validate_config(compose(overrides))
+        assert getattr(settings, group) == SCHEMAS[group].from_mapping(
+            {k: v for k, v in OmegaConf.to_container(yaml).items()})
+
+
+@pytest.mark.parametrize("group,option", [("model", "mlp"), ("init", "xavier_normal"),
+                                          ("optimizer", "sgd"), ("scheduler", "none")])
+def test_the_dataclass_defaults_are_the_yaml_defaults(group, option):
+    """No Python fallback disagrees with the shipped YAML."""
+    yaml = OmegaConf.to_container(OmegaConf.load(config_dir() / group / f"{option}.yaml"))
+    defaults = SCHEMAS[group]().to_dict()
+    for key, value in yaml.items():
+        assert defaults[key] == (tuple(value) if isinstance(value, list) and key == "betas"
+                                 else value), key
+
+
+def test_every_data_and_trainer_option_validates():
+    for option in _options("data"):
+        validate_config(compose([f"data={option}", "model=mlp"]))
+    for option in _options("trainer"):
+        if option == "gpu" and not torch.cuda.is_available():
+            continue
+        validate_config(compose([f"trainer={option}"]))
 
 
 def test_build_time_problems_are_config_errors_too(tmp_path):

@@ -122,7 +122,8 @@ def test_cli_chain_prints_and_draws(tmp_path, monkeypatch, capsys, report) -> No
     for text in ("tail", "a(1−a)", "a − y", f"{report.grad('w0'):+.10f}", "PASS"):
         assert text in out
     assert "FAIL" not in out
-    assert (tmp_path / "docs" / "img" / "chain_rule.png").is_file()
+    assert (tmp_path / "outputs" / "explain" / "chain_rule.png").is_file()  # not docs/img
+    assert "wrote outputs/explain/chain_rule.png" in out
 
 
 def test_cli_loss_and_node(capsys) -> None:
@@ -136,7 +137,7 @@ def test_cli_loss_and_node(capsys) -> None:
 
 def test_cli_defaults_to_chain() -> None:
     args = build_parser().parse_args([])
-    assert (args.command, args.seed, args.out) == ("chain", 0, "docs/img")
+    assert (args.command, args.seed, args.out) == ("chain", 0, "outputs/explain")
 
 
 def test_cli_exits_1_when_a_number_disagrees(tmp_path, monkeypatch, report) -> None:

@@ -11,7 +11,13 @@ import torch
 
 from neuronlab import MLP, initialize_
 from neuronlab.functional import cross_entropy
-from neuronlab.optim import SGD, build_optimizer, build_scheduler
+from neuronlab.optim import (
+    SGD,
+    OptimizerConfig,
+    SchedulerConfig,
+    build_optimizer,
+    build_scheduler,
+)
 
 STEPS = 20
 
@@ -170,7 +176,7 @@ def test_state_dict_round_trip(config):
 
 def _rates(schedule: dict, total: int, lr: float = 1.0) -> list[float]:
     opt = SGD(_model().parameters(), lr=lr)
-    sched = build_scheduler(opt, schedule, total)
+    sched = build_scheduler(opt, SchedulerConfig(**schedule), total)
     rates = []
     for _ in range(total):
         rates.append(opt.param_groups[0]["lr"])
@@ -203,6 +209,13 @@ def test_warmup_cosine_rises_linearly_then_follows_the_cosine():
 
 def test_unknown_schedule_and_optimizer_names():
     with pytest.raises(ValueError, match="scheduler.name='cosin'.*did you mean 'cosine'"):
-        _rates({"name": "cosin"}, 3)
+        SchedulerConfig(name="cosin")
     with pytest.raises(ValueError, match="optimizer.name='sdg'"):
-        build_optimizer(_model().parameters(), {"name": "sdg", "lr": 0.1})
+        OptimizerConfig(name="sdg", lr=0.1)
+
+
+@pytest.mark.parametrize("name, kind", [("sgd", SGD), ("torch_sgd", torch.optim.SGD),
+                                        ("adam", torch.optim.Adam)])
+def test_optimizer_by_name(name, kind):
+    opt = build_optimizer(_model().parameters(), OptimizerConfig(name=name, lr=0.25))
+    assert type(opt) is kind and opt.param_groups[0]["lr"] == 0.25

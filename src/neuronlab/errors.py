@@ -6,6 +6,7 @@ Nothing here imports torch, so the command line can check names before the heavy
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 
 
@@ -23,3 +24,32 @@ def unknown_choice(key: str, value: object, allowed: Iterable[str]) -> ValueErro
     if close:
         message += f" (did you mean {close[0]!r}?)"
     return ValueError(message)
+
+
+# ---- the checks every config dataclass uses ----------------------------------------------
+
+
+def is_number(value: object) -> bool:
+    """A finite int or float (``True``/``False`` are not numbers here)."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def require(ok: bool, key: str, value: object, allowed: str) -> None:
+    """Raise ``ConfigError("<key>=<value!r> <allowed>")`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"{key}={value!r} {allowed}")
+
+
+def require_choice(key: str, value: object, allowed: Iterable[str]) -> None:
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigError(str(unknown_choice(key, value, allowed)))
+
+
+def require_bool(key: str, value: object, null_ok: bool = False) -> None:
+    ok = isinstance(value, bool) or (null_ok and value is None)
+    require(ok, key, value, "must be true or false" + (" (or null)" if null_ok else ""))

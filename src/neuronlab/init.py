@@ -18,11 +18,14 @@ variance — so normal-vs-uniform compares the distribution alone. Biases start 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .functional.registry import unknown_choice
+from .errors import ConfigError, is_number, require, require_choice, unknown_choice
+from .schema import GroupConfig
 
 DISTRIBUTIONS = ("normal", "uniform")
 SCHEMES = ("fixed", "lecun", "xavier", "kaiming")  # the rules that give a std
@@ -40,6 +43,43 @@ ACTIVATION_GAINS = {
     "gelu": math.sqrt(2.0),
     "softplus": math.sqrt(2.0),
 }
+
+
+@dataclass
+class InitConfig(GroupConfig):
+    """``init.*``: how the first weights are drawn. Defaults are ``conf/init/xavier_normal.yaml``'s.
+
+    Attributes:
+        distribution: ``normal`` or ``uniform`` (with the normal's variance).
+        scheme: the std rule (``fixed``, ``lecun``, ``xavier``, ``kaiming``) or ``zeros``.
+        scale: multiplies the std the rule gives.
+        std: the std of ``scheme=fixed`` (only then).
+        gain: overrides the gain of ``xavier`` (1) and ``kaiming`` (the activation's).
+    """
+
+    group: ClassVar[str] = "init"
+    distribution: str = "normal"
+    scheme: str = "xavier"
+    scale: float = 1.0
+    std: float | None = None
+    gain: float | None = None
+
+    def __post_init__(self) -> None:
+        require_choice("init.distribution", self.distribution, DISTRIBUTIONS)
+        require_choice("init.scheme", self.scheme, INIT_SCHEMES)
+        require(is_number(self.scale) and self.scale > 0, "init.scale", self.scale,
+                "must be a number > 0")
+        if self.scheme == "fixed":
+            if self.std is None:
+                raise ConfigError("init.std is required with init.scheme='fixed' "
+                                  "(e.g. init.std=0.01)")
+            require(is_number(self.std) and self.std > 0, "init.std", self.std,
+                    "must be a number > 0 with scheme=fixed")
+        else:
+            require(self.std is None, "init.std", self.std, f"is only used with "
+                    f"init.scheme='fixed', not {self.scheme!r}; leave it null")
+        require(self.gain is None or (is_number(self.gain) and self.gain > 0), "init.gain",
+                self.gain, "must be null or a number > 0")
 
 
 def init_std(
@@ -98,20 +138,9 @@ def initialize_(
         gain: overrides the gain of ``xavier`` (1) and ``kaiming`` (the activation's).
         generator: the source of randomness (on the weights' device), for reproducible draws.
     """
-    if distribution not in DISTRIBUTIONS:
-        raise unknown_choice("init.distribution", distribution, DISTRIBUTIONS)
-    if scheme not in INIT_SCHEMES:
-        raise unknown_choice("init.scheme", scheme, INIT_SCHEMES)
+    InitConfig(distribution, scheme, scale, std, gain)  # the rules, in one place
     if scheme == "zeros":
         return zeros_(module)
-    if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
-        raise ValueError(f"init.scale={scale!r} must be a finite number > 0")
-    if std is not None and scheme != "fixed":
-        raise ValueError(f"init.std={std!r} is only used with init.scheme='fixed', not {scheme!r}")
-    if std is not None and not std > 0:
-        raise ValueError(f"init.std={std!r} must be > 0")
-    if gain is not None and not gain > 0:
-        raise ValueError(f"init.gain={gain!r} must be > 0")
     for m in _weighted_modules(module):
         fan_out, fan_in = m.weight.shape
         activation = getattr(m, "activation", "identity")

@@ -8,13 +8,15 @@ g + μv). The arithmetic is the same as ``torch.optim.SGD``'s, so the two agree 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from .functional.registry import unknown_choice
+from .errors import is_int, is_number, require, require_choice, unknown_choice
+from .schema import GroupConfig
 
 
 class SGD(torch.optim.Optimizer):
@@ -79,56 +81,122 @@ class SGD(torch.optim.Optimizer):
 
 
 # ---- by name, from config primitives -------------------------------------------------
+
 OPTIMIZERS = ("sgd", "torch_sgd", "adam")
 SCHEDULERS = ("none", "step", "cosine", "warmup_cosine")
 
 
-def build_optimizer(params: Iterable[torch.Tensor], cfg: dict[str, Any]) -> torch.optim.Optimizer:
-    """``cfg``: ``name`` (sgd = neuronlab's written-out SGD, torch_sgd, adam), ``lr``, and
-    ``momentum``/``weight_decay`` (sgd) or ``betas``/``weight_decay`` (adam)."""
-    name = cfg.get("name", "sgd")
-    lr = cfg.get("lr")
-    if not isinstance(lr, int | float) or isinstance(lr, bool) or not lr > 0 or math.isinf(lr):
-        raise ValueError(f"lr={lr!r} must be a number > 0")
-    wd = cfg.get("weight_decay", 0.0) or 0.0
-    if name == "sgd":
-        return SGD(params, lr=lr, momentum=cfg.get("momentum", 0.0) or 0.0, weight_decay=wd)
-    if name == "torch_sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.get("momentum", 0.0) or 0.0,
-                               weight_decay=wd)
-    if name == "adam":
-        betas = tuple(cfg.get("betas", (0.9, 0.999)))
-        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=wd)
-    raise unknown_choice("optimizer.name", name, OPTIMIZERS)
+@dataclass
+class OptimizerConfig(GroupConfig):
+    """``optimizer.*``: the update rule and its learning rate. Defaults are
+    ``conf/optimizer/sgd.yaml``'s (``betas``: ``adam.yaml``'s).
+
+    Attributes:
+        name: ``sgd`` (:class:`SGD`, written out here), ``torch_sgd`` or ``adam``.
+        lr: the learning rate (> 0).
+        momentum: μ in [0, 1) (sgd, torch_sgd).
+        weight_decay: λ ≥ 0.
+        betas: Adam's two decay rates, each in [0, 1).
+    """
+
+    group: ClassVar[str] = "optimizer"
+    name: str = "sgd"
+    lr: float = 0.5
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+
+    def __post_init__(self) -> None:
+        require_choice("optimizer.name", self.name, OPTIMIZERS)
+        require(is_number(self.lr) and self.lr > 0, "optimizer.lr", self.lr,
+                "must be a number > 0")
+        require(is_number(self.momentum) and 0 <= self.momentum < 1, "optimizer.momentum",
+                self.momentum, "must be in [0, 1)")
+        require(is_number(self.weight_decay) and self.weight_decay >= 0,
+                "optimizer.weight_decay", self.weight_decay, "must be a number ≥ 0")
+        b = self.betas
+        ok = isinstance(b, list | tuple) and len(b) == 2
+        require(ok and all(is_number(x) and 0 <= x < 1 for x in b), "optimizer.betas",
+                list(b) if isinstance(b, list | tuple) else b, "must be two numbers in [0, 1)")
+        self.betas = (float(b[0]), float(b[1]))
 
 
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: dict[str, Any], total_steps: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """A per-step schedule: ``none`` (constant), ``step`` (× ``gamma`` every ``step_size``
-    steps), ``cosine`` (to ``min_lr_ratio``·lr), ``warmup_cosine`` (linear warm-up over
-    ``warmup_steps``, then cosine)."""
-    name = cfg.get("name", "none")
+@dataclass
+class SchedulerConfig(GroupConfig):
+    """``scheduler.*``: how the learning rate changes over the run, step by step. Defaults
+    are those of ``conf/scheduler/{none,step,cosine,warmup_cosine}.yaml``; each schedule reads
+    only its own keys.
+
+    Attributes:
+        name: ``none`` (constant), ``step``, ``cosine`` or ``warmup_cosine``.
+        step_size, gamma: ``step``: lr × gamma every step_size steps.
+        min_lr_ratio: ``cosine``/``warmup_cosine``: the last lr, as a fraction of lr.
+        warmup_steps: ``warmup_cosine``: steps of linear warm-up.
+    """
+
+    group: ClassVar[str] = "scheduler"
+    name: str = "none"
+    step_size: int = 100
+    gamma: float = 0.5
+    min_lr_ratio: float = 0.0
+    warmup_steps: int = 20
+
+    def __post_init__(self) -> None:
+        require_choice("scheduler.name", self.name, SCHEDULERS)
+        for key, low in (("step_size", 1), ("warmup_steps", 0)):
+            value = getattr(self, key)
+            require(is_int(value) and value >= low, f"scheduler.{key}", value,
+                    f"must be an integer ≥ {low}")
+        require(is_number(self.gamma) and 0 < self.gamma <= 1, "scheduler.gamma", self.gamma,
+                "must be in (0, 1]")
+        require(is_number(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1,
+                "scheduler.min_lr_ratio", self.min_lr_ratio, "must be in [0, 1]")
+
+
+def build_optimizer(
+    params: Iterable[torch.Tensor], config: OptimizerConfig
+) -> torch.optim.Optimizer:
+    """The optimizer ``config`` names, over ``params``."""
+    if config.name == "sgd":
+        return SGD(params, lr=config.lr, momentum=config.momentum,
+                   weight_decay=config.weight_decay)
+    if config.name == "torch_sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    if config.name == "adam":
+        return torch.optim.Adam(params, lr=config.lr, betas=config.betas,
+                                weight_decay=config.weight_decay)
+    raise unknown_choice("optimizer.name", config.name, OPTIMIZERS)
+
+
+def schedule_factor(config: SchedulerConfig, total_steps: int) -> Callable[[int], float]:
+    """step → the factor the learning rate is multiplied by at that step (0-based).
+
+    ``step``: gamma^⌊step / step_size⌋. ``cosine``: from 1 to ``min_lr_ratio`` along half a
+    cosine over ``total_steps``. ``warmup_cosine``: (step + 1) / warmup_steps for the first
+    ``warmup_steps`` steps, then the cosine over the rest.
+    """
     total = max(int(total_steps), 1)
-    floor = float(cfg.get("min_lr_ratio", 0.0))
+    floor = config.min_lr_ratio
 
     def cosine(t: float) -> float:  # t in [0, 1]
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(max(t, 0.0), 1.0)))
 
-    if name == "none":
-        factor = lambda step: 1.0  # noqa: E731
-    elif name == "step":
-        size, gamma = int(cfg.get("step_size", 100)), float(cfg.get("gamma", 0.5))
-        factor = lambda step: gamma ** (step // size)  # noqa: E731
-    elif name == "cosine":
-        factor = lambda step: cosine(step / total)  # noqa: E731
-    elif name == "warmup_cosine":
-        warm = max(int(cfg.get("warmup_steps", 10)), 1)
+    if config.name == "none":
+        return lambda step: 1.0
+    if config.name == "step":
+        return lambda step: config.gamma ** (step // config.step_size)
+    if config.name == "cosine":
+        return lambda step: cosine(step / total)
+    if config.name == "warmup_cosine":
+        warm = max(config.warmup_steps, 1)
+        return lambda step: ((step + 1) / warm if step < warm
+                             else cosine((step - warm) / max(total - warm, 1)))
+    raise unknown_choice("scheduler.name", config.name, SCHEDULERS)
 
-        def factor(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            return cosine((step - warm) / max(total - warm, 1))
-    else:
-        raise unknown_choice("scheduler.name", name, SCHEDULERS)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: SchedulerConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-step schedule (see :func:`schedule_factor`) over ``optimizer``."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_factor(config, total_steps))

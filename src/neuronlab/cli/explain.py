@@ -4,6 +4,13 @@
     neuronlab-explain node    # z = x·y + sin(x) under L = z²
     neuronlab-explain loss    # ln C at equal logits; each loss's first gradient
 
+``chain`` draws ``chain_rule.png`` (and, with Graphviz, ``.dot``/``.svg``) into ``--out``,
+by default ``outputs/explain`` under the current folder (git-ignored, like the training runs'
+``outputs/``), and prints where. The repository's ``docs/img/chain_rule.png`` is made from the
+repository's root, on purpose::
+
+    neuronlab-explain chain --out docs/img
+
 The numbers come from ``neuronlab.explain_chain`` / ``neuronlab.explain_loss``; this file only
 prints them. Exit status 0 when every manual number equals autograd's (float64), 1 otherwise.
 """
@@ -14,6 +21,7 @@ import argparse
 import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -23,6 +31,7 @@ from ..explain_chain import TOLERANCE, GradRow, chain_rule_neuron, node_example
 from ..explain_loss import loss_claims
 
 COMMANDS = ("chain", "node", "loss")
+DEFAULT_OUT = "outputs/explain"  # under the current folder, never the package's own tree
 
 
 def _verdict(ok: bool) -> str:
@@ -41,7 +50,16 @@ def _grad_table(title: str, rows: list[GradRow]) -> Table:
     return table
 
 
-def explain_chain(console: Console, seed: int, example: int, out: str) -> bool:
+def _shown(path: Path) -> str:
+    """``path`` relative to the current folder when it lies below it, else absolute."""
+    path = path.resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def explain_chain(console: Console, seed: int, example: int, out: str | Path) -> bool:
     from ..explain import draw_chain_rule
 
     report = chain_rule_neuron(seed=seed, example=example)
@@ -64,7 +82,7 @@ def explain_chain(console: Console, seed: int, example: int, out: str) -> bool:
                       f"{r.diff:.1e}", _verdict(r.ok))
     console.print(fused)
     for path in draw_chain_rule(report, out):
-        console.print(f"picture: {path}")
+        console.print(f"wrote {escape(_shown(path))}", soft_wrap=True)  # one line: copyable
     if not shutil.which("dot"):
         console.print("note: Graphviz `dot` not found: no chain_rule.dot / chain_rule.svg "
                       "(the matplotlib PNG is written either way)")
@@ -105,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "loss: ln C and the losses' first gradients")
     parser.add_argument("--seed", type=int, default=0, help="seed of data and weights (0)")
     parser.add_argument("--example", type=int, default=0, help="chain: row of the cats data")
-    parser.add_argument("--out", default="docs/img", help="chain: folder for the picture")
+    parser.add_argument("--out", default=DEFAULT_OUT,
+                        help=f"chain: folder for the picture ({DEFAULT_OUT}; the repository's "
+                        "docs/img/chain_rule.png: --out docs/img)")
     return parser
 
 

@@ -7,7 +7,8 @@ overrides describe, with a suggestion read from the raw loss (see
 
 Prints the suggestions, writes ``lr_find.png`` and ``lr_find.json`` into ``--out``. With
 ``--sweep``, shades the rates that sweep found converging and says whether the suggestion
-lies inside them (exit status 1 when it does not).
+lies inside them (exit status 1 when it does not). Exit status 2, with one line on stderr,
+for a bad override or a ``--sweep`` folder that does not exist or holds no runs.
 """
 
 from __future__ import annotations
@@ -20,8 +21,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr, exit status 2 (a usage error, as argparse's own)."""
+    print(f"neuronlab-lr-find: error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -34,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sweep", default=None, help="a learning-rate sweep folder: its "
                         "converging band is drawn and the suggestion checked against it")
     args = parser.parse_args(argv)
+    if args.sweep and not Path(args.sweep).is_dir():  # before the slow imports
+        _fail(f"--sweep {args.sweep} is not a folder")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,7 +57,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.sweep:
         from ..experiments.lr_sweep import read_lr_sweep
 
-        band = read_lr_sweep(args.sweep).band
+        try:
+            sweep = read_lr_sweep(args.sweep)
+        except KeyError as e:
+            _fail(f"--sweep {args.sweep} is not a learning-rate sweep (a run has no {e})")
+        if not sweep.runs:
+            _fail(f"--sweep {args.sweep} holds no runs (no metrics.json or .hydra/ below it)")
+        band = sweep.band
         if band is None:
             console.print(f"[yellow]no run of {args.sweep} converged: no band to check[/]")
     start = time.perf_counter()
@@ -56,8 +72,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         with contextlib.redirect_stderr(io.StringIO()):  # the finder's own tqdm bar
             test = range_test(cfg, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps)
     except (ConfigError, ValueError) as e:
-        print(f"neuronlab-lr-find: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(e))
     seconds = time.perf_counter() - start
     s = test.suggestion
     out = Path(args.out)

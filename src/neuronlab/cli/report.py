@@ -17,18 +17,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-STYLE = {"ok": "green", "diverged": "bold red", "failed": "bold red", "unfinished": "yellow"}
-
 
 def print_report(report, console: Console) -> None:
     """The table (status in color), the neuron's weights if any, and the files written."""
-    table = Table(title=f"sweep: {report.sweep_dir}")
+    from ..experiments.report import STATUS_STYLE
+
+    table = Table(title=f"sweep: {escape(str(report.sweep_dir))}")
     for col in report.header:
         table.add_column(escape(col), justify="left" if col == "status" else "right", no_wrap=True)
     status_col = report.header.index("status")
     for run, row in zip(report.runs, report.rows, strict=True):
         cells = [escape(c) for c in row]
-        cells[status_col] = f"[{STYLE.get(run.status, 'white')}]{run.status}[/]"
+        cells[status_col] = f"[{STATUS_STYLE.get(run.status, 'white')}]{run.status}[/]"
         table.add_row(*cells)
     console.print(table)
     console.print(escape(report.summary()))

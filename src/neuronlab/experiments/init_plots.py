@@ -57,9 +57,29 @@ def plot_signals(sweep: InitSweep, path: str | Path) -> Path:
     return Path(path)
 
 
+def relative_luminance(color) -> float:
+    """WCAG 2 relative luminance of a matplotlib colour: 0 for black, 1 for white."""
+    from matplotlib.colors import to_rgb
+
+    rgb = np.array(to_rgb(color))
+    linear = np.where(rgb <= 0.03928, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return float(linear @ [0.2126, 0.7152, 0.0722])
+
+
+def text_color_on(background) -> str:
+    """Black or white, whichever contrasts more with ``background`` (WCAG contrast ratio:
+    white wins below a luminance of ≈ 0.18, black above)."""
+    lum = relative_luminance(background)
+    return "white" if (1.05 / (lum + 0.05)) > ((lum + 0.05) / 0.05) else "black"
+
+
+DIVERGED_TEXT = "#a00000"  # on the grey of a cell where every seed diverged
+
+
 def plot_final_loss(sweep: InitSweep, path: str | Path) -> Path:
     """Heat map per activation: rows scheme × distribution, columns scale; a cell shows the
-    mean final training loss over seeds, or how many seeds diverged."""
+    mean final training loss over seeds, or how many seeds diverged. The text is white on
+    dark cells and black on light ones (by the cell colour's luminance)."""
     activations = sorted({c.activation for c in sweep.cells}, key=["relu", "tanh"].index)
     scales = sorted({c.scale for c in sweep.cells})
     rows = sorted({(c.scheme, c.distribution) for c in sweep.cells},
@@ -72,23 +92,26 @@ def plot_final_loss(sweep: InitSweep, path: str | Path) -> Path:
     image = None
     for ax, act in zip(axes, activations, strict=True):
         grid = np.full((len(rows), len(scales)), np.nan)
+        texts: dict[tuple[int, int], str] = {}
         for i, (scheme, dist) in enumerate(rows):
             for j, scale in enumerate(scales):
                 cell = by.get((act, scheme, dist, scale))
                 if cell is None:
                     continue
                 n = len(cell.losses) + cell.diverged + cell.failed
+                grid[i, j] = cell.mean  # NaN when no seed finished: the grey background
                 if cell.clean:
-                    grid[i, j] = cell.mean
-                    text, color = f"{cell.mean:.3f}", "white" if cell.mean < 0.5 * vmax else "k"
+                    texts[i, j] = f"{cell.mean:.3f}"
                 elif cell.losses:
-                    grid[i, j] = cell.mean
-                    text, color = f"{cell.mean:.3f}\n{cell.diverged}/{n} div", "k"
+                    texts[i, j] = f"{cell.mean:.3f}\n{cell.diverged + cell.failed}/{n} div"
                 else:
-                    text, color = f"diverged\n{cell.diverged}/{n}", "#b00000"
-                ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
+                    texts[i, j] = f"diverged\n{cell.diverged + cell.failed}/{n}"
         image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=vmax, aspect="auto")
         ax.set_facecolor("#dddddd")
+        for (i, j), text in texts.items():
+            color = (DIVERGED_TEXT if math.isnan(grid[i, j])
+                     else text_color_on(image.to_rgba(grid[i, j])))
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
         ax.set_xticks(range(len(scales)), [f"×{s:g}" for s in scales])
         first = ax is axes[0]  # the rows are the same in every panel: label them once
         ax.set_yticks(range(len(rows)), [f"{s}, {d}" for s, d in rows] if first else [],

@@ -4,12 +4,13 @@ loss curves per run, the final metric against a swept parameter, a neuron's weig
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from .sweep import Run
+from .sweep import Curve, Run
 
 DPI = 80
 REPLICATE_KEYS = ("seed", "data.seed")  # repeats of one setting, averaged rather than swept
@@ -34,31 +35,129 @@ def _colors(n: int) -> list:
     return [cmap(i / max(n - 1, 1) * 0.9) for i in range(n)]
 
 
-def plot_loss_curves(runs: list[Run], keys: list[str], path: Path) -> Path | None:
-    """Training loss against step, one line per run (colored in sweep order); a run that
-    diverged ends with ×, one that failed with ■."""
-    tagged = [(r, r.curves.get("train/loss_step") or r.curves.get("train/loss")) for r in runs]
-    tagged = [(r, c) for r, c in tagged if c and c[0]]
+LINE_STYLES = ("-", "--", "-.", ":")  # cycled, so neighbours in colour differ in dash too
+
+
+def _loss_curve(run: Run) -> Curve | None:
+    """The run's per-step training loss, its steps counted from 1 as the console counts them.
+
+    Lightning logs the loss of the k-th optimizer step at step k − 1 (the number of updates
+    before it: the first logged loss is the loss at init), while ``Diverged`` and the run's
+    ``steps`` count from 1; the step whose loss diverged is never logged (the run stops before
+    the logger writes it). Shifted by one, a diverged run's curve ends at step k − 1 and its
+    mark sits at k, the step the console reports."""
+    curve = run.curves.get("train/loss_step") or run.curves.get("train/loss")
+    if not curve or not curve[0]:
+        return None
+    steps, values = curve
+    return [s + 1 for s in steps], list(values)
+
+
+def diverged_step(run: Run) -> int | None:
+    """The step the console reported for a diverged run ("diverged at step 54 (loss=…)"), else
+    the run's recorded step count; None for a run that did not diverge."""
+    if run.status != "diverged":
+        return None
+    found = re.search(r"diverged at step (\d+)", run.message or "")
+    return int(found.group(1)) if found else (run.steps or None)
+
+
+def _by_value(runs: list[Run], keys: list[str]) -> tuple[str, list[float]] | None:
+    """When one numeric key is swept (seeds aside): (key, each run's position in [0, 1]),
+    log-spaced for values spanning ×100 or more (rates), for a sequential colormap."""
+    swept = [k for k in keys if k not in REPLICATE_KEYS]
+    if len(swept) != 1:
+        return None
+    values = [r.params.get(swept[0]) for r in runs]
+    if not _numeric(values):
+        return None
+    xs = np.asarray(values, dtype=float)
+    if xs.min() > 0 and xs.max() / xs.min() >= 100:
+        xs = np.log10(xs)
+    span = xs.max() - xs.min()
+    return swept[0], list((xs - xs.min()) / span if span else np.zeros_like(xs))
+
+
+def _spread(ys: list[float], gap: float) -> list[float]:
+    """Label heights (axes fraction) moved apart by at least ``gap``, in their order: labels that
+    would overlap form a group centred where they were, groups merge until none overlap, and
+    the whole column is kept inside [0, 1]."""
+    order = sorted(range(len(ys)), key=lambda i: ys[i])
+    groups: list[list[float]] = []  # [centre, count]
+    for i in order:
+        groups.append([min(max(ys[i], 0.0), 1.0), 1])
+        while len(groups) > 1:
+            (c0, n0), (c1, n1) = groups[-2], groups[-1]
+            if (c1 - (n1 - 1) * gap / 2) - (c0 + (n0 - 1) * gap / 2) >= gap:
+                break
+            groups[-2:] = [[(c0 * n0 + c1 * n1) / (n0 + n1), n0 + n1]]
+    placed = [c + (k - (n - 1) / 2) * gap for c, n in groups for k in range(n)]
+    shift = -placed[0] if placed[0] < 0 else min(0.0, 1.0 - placed[-1])  # back inside
+    out = [0.0] * len(ys)
+    for i, y in zip(order, placed, strict=True):
+        out[i] = y + shift
+    return out
+
+
+def loss_curves_figure(runs: list[Run], keys: list[str]) -> Figure | None:
+    """Training loss against step (counted from 1, as the console counts), one line per run.
+
+    When one numeric key is swept (the learning rate), the colour follows its value on a
+    perceptually ordered sequential colormap (plasma, log-spaced for rates), dash patterns
+    cycle so that neighbours differ, and each curve is labelled at its end with its value.
+    A run that diverged gets × on the top edge at the step the console reported ("diverged at
+    step 54": x = 54); one that failed ends with ■."""
+    tagged = [(r, c) for r in runs if (c := _loss_curve(r)) is not None]
     if not tagged:
         return None
-    fig = Figure(figsize=(7, 4.2))
+    fig = Figure(figsize=(7.8, 4.4))
     ax = fig.add_subplot()
+    by_value = _by_value([r for r, _ in tagged], keys)
+    if by_value is not None:
+        from matplotlib import colormaps
+
+        cmap = colormaps["plasma"]
+        colors = [cmap(0.85 * t) for t in by_value[1]]  # its last yellows are hard on white
+    else:
+        colors = _colors(len(tagged))
     values = [v for _, (_, vs) in tagged for v in vs if math.isfinite(v) and v > 0]
-    for (run, (steps, vals)), color in zip(tagged, _colors(len(tagged)), strict=True):
-        text = label(run, keys) if len(tagged) <= 16 else None
+    ends: list[tuple[str, float, float, object]] = []  # (text, last step, last value, colour)
+    for n, ((run, (steps, vals)), color) in enumerate(zip(tagged, colors, strict=True)):
+        text = (f"{run.params[by_value[0]]:g}" if by_value else label(run, keys))
         if run.status != "ok":
-            text = f"{text} ({run.status})" if text else None
-        ax.plot(steps, vals, color=color, lw=1.3, ls="-" if run.status == "ok" else "--",
-                label=text)
-        if run.status in ("diverged", "failed"):
-            ax.plot(steps[-1], vals[-1], "x" if run.status == "diverged" else "s", color="red",
-                    ms=8, mew=2)
+            text = f"{text} ({run.status})"
+        ax.plot(steps, vals, color=color, lw=1.5, ls=LINE_STYLES[n % len(LINE_STYLES)])
+        if run.status == "diverged":
+            ax.plot(diverged_step(run) or steps[-1] + 1, 0.97, "x", color="red", ms=8, mew=2,
+                    transform=ax.get_xaxis_transform(), clip_on=False)
+        elif run.status == "failed":
+            ax.plot(steps[-1], vals[-1], "s", color="red", ms=7)
+        ends.append((text, steps[-1], vals[-1], color))
     if values and max(values) / min(values) > 50:
         ax.set_yscale("log")
-    ax.set(xlabel="step", ylabel="training loss", title="training loss per run")
+    kept = [v for r, (_, vs) in tagged if r.status == "ok" for v in vs if math.isfinite(v)]
+    if kept and ax.get_yscale() == "log" and max(values) > 20 * max(kept):
+        # diverged curves leave through the top edge (their × is there): the finished runs,
+        # not the blow-up, set the scale
+        ax.set_ylim(top=20 * max(kept))
+    what = f", colour and label: {by_value[0]}" if by_value else ""
+    ax.set(xlabel="step (counted from 1: step 1's loss is the loss at init)",
+           ylabel="training loss", title=f"training loss per run{what}; × diverged")
     if len(tagged) <= 16:
-        ax.legend(fontsize=7, ncol=2 if len(tagged) > 8 else 1)
-    return _save(fig, path)
+        ax.autoscale_view()
+        to_axes = ax.transData + ax.transAxes.inverted()
+        heights = [float(to_axes.transform((x, y if math.isfinite(y) else ax.get_ylim()[1]))[1])
+                   for _, x, y, _ in ends]
+        for (text, _, _, color), y in zip(ends, _spread(heights, 0.055), strict=True):
+            ax.text(1.01, y, text, transform=ax.transAxes, color=color, fontsize=8,
+                    va="center", ha="left", clip_on=False)
+    return fig
+
+
+def plot_loss_curves(runs: list[Run], keys: list[str], path: Path) -> Path | None:
+    """:func:`loss_curves_figure`, saved to ``path`` (None when no run logged a loss)."""
+    fig = loss_curves_figure(runs, keys)
+    return None if fig is None else _save(fig, path)
 
 
 def _numeric(values: list) -> bool:

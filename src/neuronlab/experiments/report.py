@@ -1,6 +1,8 @@
 """``build_report(sweep_dir)``: a sweep's runs as one table (``report.md``) and pictures (PNG),
-written into the sweep folder. Diverged, failed and unfinished runs are rows like the rest,
-their status spelled out; in the pictures they end with × (diverged) or ■ (failed)."""
+written into the sweep folder; ``sweep_summary(sweep_dir)``: the runs as a rich table, best
+first, for the console when a sweep ends. Diverged, failed and unfinished runs are rows like
+the rest, their status spelled out; in the pictures they end with × (diverged) or ■ (failed).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rich.table import Table
 
 from .plots import (
     REPLICATE_KEYS,
@@ -24,6 +27,8 @@ FINAL_METRICS = ("train/loss_epoch", "val/loss", "test/loss")  # the first prese
 COLUMNS = {"train/loss_epoch": "train loss", "val/loss": "val loss",  # final values
            "test/loss": "test loss", "test/acc": "test acc"}
 STATUSES = ("ok", "diverged", "failed", "interrupted", "unfinished")
+STATUS_STYLE = {"ok": "green", "diverged": "bold red", "failed": "bold red",
+                "interrupted": "yellow", "unfinished": "yellow"}  # rich styles
 
 
 @dataclass
@@ -149,4 +154,59 @@ def build_report(sweep_dir: str | Path, metric: str | None = None, write: bool =
     return report
 
 
-__all__ = ["Report", "build_report", "label", "status_text"]
+def _varying_overrides(runs: list[Run]) -> list[str]:
+    """Per run, its overrides that not every run shares (``optimizer.lr=0.1``), joined by
+    spaces; the swept values (or the folder's name) for a run without ``.hydra/overrides.yaml``."""
+    common = set.intersection(*(set(r.overrides) for r in runs)) if runs else set()
+    swept = swept_keys(runs)
+    shown = []
+    for r in runs:
+        own = [o for o in r.overrides if o not in common]
+        shown.append(" ".join(own) or (label(r, swept) if swept else r.name))
+    return shown
+
+
+def sweep_summary(sweep_dir: str | Path, metric: str = "val/loss") -> Table:
+    """The sweep's runs as one rich table, to print when a sweep ends: the overrides that set
+    each run apart, its status (colored; "diverged at step 54 (…)"), steps, final
+    ``metric``, ``test/acc`` and ``test/loss`` (a run that did not finish ok shows "—").
+
+    Rows: the runs that finished ok, best ``metric`` first (lowest; highest for an ``…acc``
+    metric), then the others in sweep order. A ``metric`` no run recorded falls back to the
+    first of ``val/loss``, ``train/loss_epoch``, ``test/loss`` that one did. The caption
+    counts the statuses. Writes nothing.
+
+    Raises:
+        FileNotFoundError: ``sweep_dir`` is not a folder or holds no runs.
+    """
+    from rich.markup import escape
+
+    report = build_report(sweep_dir, write=False)
+    runs = report.runs
+    if not any(metric in r.metrics for r in runs):
+        metric = next((k for k in ("val/loss", *FINAL_METRICS)
+                       if any(k in r.metrics for r in runs)), metric)
+    overrides = dict(zip((id(r) for r in runs), _varying_overrides(runs), strict=True))
+
+    sign = -1.0 if metric.endswith("acc") else 1.0  # an accuracy: highest first
+
+    def rank(run: Run) -> tuple:
+        value = run.final(metric)
+        done = run.status == "ok" and math.isfinite(value)
+        return (0, sign * value) if done else (1, 0.0)
+
+    table = Table(title=f"sweep: {escape(str(report.sweep_dir))}",
+                  caption=escape(report.summary()) + f"; sorted by final {metric}, best first")
+    for col in ("overrides", "status", "steps", metric, "test/acc", "test/loss"):
+        table.add_column(escape(col), justify="left" if col in ("overrides", "status")
+                         else "right")
+    for run in sorted(runs, key=rank):  # stable: the rest keep the sweep's order
+        values = [_cell(run.final(k)) if run.status == "ok" else "—"
+                  for k in (metric, "test/acc", "test/loss")]
+        style = STATUS_STYLE.get(run.status, "white")
+        table.add_row(escape(overrides[id(run)]), f"[{style}]{escape(status_text(run))}[/]",
+                      str(run.steps), *values)
+    return table
+
+
+__all__ = ["STATUS_STYLE", "Report", "build_report", "label", "status_text", "sweep_summary"]

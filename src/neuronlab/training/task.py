@@ -6,6 +6,7 @@ Everything the constructor takes is a name, a number or a list of them, so
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -14,10 +15,9 @@ import torchmetrics
 from torch import Tensor
 
 from ..functional import LOSSES, get_loss
-from ..functional.registry import unknown_choice
-from ..init import initialize_
-from ..modules import Neuron, build_network
-from ..optim import build_optimizer, build_scheduler
+from ..init import InitConfig, initialize_
+from ..modules import ModelConfig, Neuron, build_network
+from ..optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler
 
 
 class LearnTask(L.LightningModule):
@@ -26,11 +26,10 @@ class LearnTask(L.LightningModule):
     Args:
         n_in: number of input features.
         n_classes: number of classes of the data.
-        model: ``kind`` (neuron | mlp), ``hidden``, ``activation``, ``output_activation``,
-            ``backprop`` (manual | autograd), ``loss`` (bce | cross_entropy | mse), ``compile``.
-        init: ``distribution``, ``scheme``, ``scale``, ``std``, ``gain``.
-        optimizer: ``name``, ``lr`` and the optimizer's own keys.
-        scheduler: ``name`` and the schedule's keys.
+        model, init, optimizer, scheduler: each group's config dataclass
+            (:class:`~neuronlab.modules.ModelConfig`, :class:`~neuronlab.init.InitConfig`,
+            :class:`~neuronlab.optim.OptimizerConfig`, :class:`~neuronlab.optim.SchedulerConfig`)
+            or the same as a mapping (a checkpoint's hyperparameters).
         seed: seeds the initial weights.
         feature_names: names of the inputs, for reading a neuron's weights.
     """
@@ -39,39 +38,36 @@ class LearnTask(L.LightningModule):
         self,
         n_in: int,
         n_classes: int,
-        model: dict[str, Any],
-        init: dict[str, Any] | None = None,
-        optimizer: dict[str, Any] | None = None,
-        scheduler: dict[str, Any] | None = None,
+        model: ModelConfig | Mapping[str, Any],
+        init: InitConfig | Mapping[str, Any],
+        optimizer: OptimizerConfig | Mapping[str, Any],
+        scheduler: SchedulerConfig | Mapping[str, Any],
         seed: int = 0,
         feature_names: list[str] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)
-        self.loss_name = model.get("loss", "cross_entropy")
-        if self.loss_name not in LOSSES:
-            raise unknown_choice("model.loss", self.loss_name, LOSSES)
+        self.model_config = ModelConfig.from_mapping(model)
+        self.init_config = InitConfig.from_mapping(init)
+        self.optimizer_config = OptimizerConfig.from_mapping(optimizer)
+        self.scheduler_config = SchedulerConfig.from_mapping(scheduler)
+        # primitives only, so checkpoints load with weights_only=True
+        self.save_hyperparameters({
+            "n_in": n_in, "n_classes": n_classes, "model": self.model_config.to_dict(),
+            "init": self.init_config.to_dict(), "optimizer": self.optimizer_config.to_dict(),
+            "scheduler": self.scheduler_config.to_dict(), "seed": seed,
+            "feature_names": feature_names,
+        }, logger=False)
+        self.loss_name = self.model_config.loss
         self.takes_logits = LOSSES[self.loss_name][2]
         self.n_classes = n_classes
-        self.net = build_network(
-            model.get("kind", "mlp"), n_in, n_classes, hidden=list(model.get("hidden") or []),
-            activation=model.get("activation", "relu"),
-            output_activation=model.get("output_activation"),
-            backprop=model.get("backprop", "manual"), loss=self.loss_name,
-        )
-        self._init_weights(init or {}, seed)
-        if model.get("compile", False):
+        self.net = build_network(self.model_config, n_in, n_classes)
+        with torch.no_grad():
+            initialize_(self.net, **self.init_config.to_dict(),
+                        generator=torch.Generator().manual_seed(int(seed)))
+        if self.model_config.compile:
             self.net.compile()
         self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=max(n_classes, 2))
         self.test_acc = self.val_acc.clone()
-
-    @torch.no_grad()
-    def _init_weights(self, init: dict[str, Any], seed: int) -> None:
-        initialize_(
-            self.net, distribution=init["distribution"], scheme=init["scheme"],
-            scale=init.get("scale", 1.0), std=init.get("std"), gain=init.get("gain"),
-            generator=torch.Generator().manual_seed(int(seed)),
-        )
 
     # ---- the step ---------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
@@ -121,9 +117,9 @@ class LearnTask(L.LightningModule):
         return self._eval_step(batch, "test", self.test_acc)
 
     def configure_optimizers(self):
-        opt = build_optimizer(self.net.parameters(), dict(self.hparams.optimizer or {"lr": 0.1}))
+        opt = build_optimizer(self.net.parameters(), self.optimizer_config)
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
-        sched = build_scheduler(opt, dict(self.hparams.scheduler or {}), int(total))
+        sched = build_scheduler(opt, self.scheduler_config, int(total))
         # named "lr", so LearningRateMonitor logs the rate under that tag
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step",
                                                     "name": "lr"}}
