@@ -2,8 +2,11 @@
 """The chain rule, op by op: every manual Function against torch, the oracle.
 
 One table drives the tests: ``neuronlab.functional.OPS`` (name → manual, reference, sampler).
-Finite differences run in float64; manual-vs-reference in float32 and float64 (bfloat16 outputs
-for the activations, loosely), on every device of the ``device`` parameter (see conftest).
+Finite differences run in float64; manual-vs-reference in float32 and float64, bfloat16 and
+float16 for the activations, and under autocast, on every device of the ``device`` parameter
+(see conftest). The arguments beyond the basics (class weights, ignore_index, label smoothing,
+pos_weight, gelu's tanh form, inplace) are checked against torch here; PyTorch's own OpInfo
+samples run in ``test_opinfo.py``.
 """
 
 from __future__ import annotations
@@ -41,10 +44,10 @@ FUNCTIONS: dict[str, tuple[type[torch.autograd.Function], tuple]] = {
     "relu": (ReLUFunction, ()),
     "leaky_relu": (LeakyReLUFunction, (0.01,)),
     "softplus": (SoftplusFunction, (1.0, 20.0)),
-    "gelu": (GELUFunction, ()),
+    "gelu": (GELUFunction, ("none",)),
     "mse_loss": (MSELossFunction, ("mean",)),
-    "binary_cross_entropy_with_logits": (BCEWithLogitsFunction, ("mean",)),
-    "cross_entropy": (CrossEntropyFunction, ("mean",)),
+    "binary_cross_entropy_with_logits": (BCEWithLogitsFunction, (None, None, "mean")),
+    "cross_entropy": (CrossEntropyFunction, (None, "mean", -100, 0.0)),
 }
 
 
@@ -129,18 +132,20 @@ def test_manual_matches_reference(name, shape, dtype, device):
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("name", ACTIVATION_NAMES)
 def test_activation_half_precision_close(name, shape, dtype, device):
-    """Low precision: the output (and the gradient) stay in the dtype and close to torch's."""
+    """Low precision: float32 inner math rounded once, so output and gradient stay in the dtype
+    and match torch's to its own default tolerances for that dtype."""
     spec = OPS[name]
     (x,) = spec.sample(shape, dtype, device, _gen())
     (twin,) = _clone((x,))
     out = spec.manual(x)
     ref = spec.reference(twin)
     assert out.dtype == dtype
-    torch.testing.assert_close(out, ref, rtol=2e-2, atol=2e-2)
-    out.sum().backward()
-    ref.sum().backward()
+    torch.testing.assert_close(out, ref)
+    upstream = torch.randn(out.shape, generator=_gen(1)).to(dtype=dtype, device=device)
+    out.backward(upstream)
+    ref.backward(upstream)
     assert x.grad.dtype == dtype
-    torch.testing.assert_close(x.grad, twin.grad, rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(x.grad, twin.grad)
 
 
 @pytest.mark.parametrize("name", ACTIVATION_NAMES)
@@ -397,9 +402,23 @@ def test_mse_and_bce_shape_mismatch():
         NF.binary_cross_entropy_with_logits(torch.zeros(4), torch.zeros(4, 1))
 
 
-def test_gelu_tanh_approximation_rejected():
-    with pytest.raises(ValueError, match="approximate='tanh'"):
-        NF.gelu(torch.zeros(3), approximate="tanh")
+def test_cross_entropy_bad_arguments():
+    z, y = torch.zeros(4, 3), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match="weight must have shape \\(3,\\)"):
+        NF.cross_entropy(z, y, weight=torch.ones(4))
+    with pytest.raises(ValueError, match="weight requires grad"):
+        NF.cross_entropy(z, y, weight=torch.ones(3, requires_grad=True))
+    with pytest.raises(ValueError, match="label_smoothing"):
+        NF.cross_entropy(z, y, label_smoothing=1.5)
+    with pytest.raises(ValueError, match="ignore_index=1 applies to class-index targets"):
+        NF.cross_entropy(z, torch.rand(4, 3), ignore_index=1)
+    with pytest.raises(ValueError, match="pos_weight of shape \\(2,\\)"):
+        NF.binary_cross_entropy_with_logits(z, z, pos_weight=torch.ones(2))
+
+
+def test_gelu_unknown_approximation_rejected():
+    with pytest.raises(ValueError, match="approximate='erf'.*none, tanh"):
+        NF.gelu(torch.zeros(3), approximate="erf")
 
 
 def test_softplus_bad_beta():
@@ -431,3 +450,219 @@ def test_vmap_grad_per_sample(name, shape):
         )
         for got, want in zip(per_sample, expected, strict=True):
             torch.testing.assert_close(got[k], want)
+
+
+# ---- mixed precision: autocast's dtype per op, float32 inner math, rounded once -------------
+
+AUTOCAST_DTYPES = {"cpu": [torch.bfloat16], "cuda": [torch.bfloat16, torch.float16]}
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_autocast_computes_where_torch_does(name, device):
+    """Under autocast each op returns the dtype its torch twin returns (linear low precision,
+    losses float32, activations their input's), and each input gets its gradient in its own
+    dtype (float32 here), close to torch's."""
+    spec = OPS[name]
+    for dtype in AUTOCAST_DTYPES[device]:
+        inputs = spec.sample((4, 3), torch.float32, device, _gen())
+        twin = _clone(inputs)
+        with torch.autocast(device, dtype=dtype):
+            out = spec.manual(*inputs)
+            ref = spec.reference(*twin)
+        assert out.dtype == ref.dtype, f"{name} under {dtype} autocast"
+        torch.testing.assert_close(out, ref)
+        upstream = torch.randn(out.shape, generator=_gen(1)).to(dtype=out.dtype, device=device)
+        out.backward(upstream)
+        ref.backward(upstream)
+        for i in _differentiable(inputs):
+            assert inputs[i].grad.dtype == torch.float32
+            torch.testing.assert_close(inputs[i].grad.to(out.dtype), twin[i].grad.to(out.dtype))
+
+
+def test_mlp_step_under_autocast_matches_autograd(device):
+    """x → linear → gelu → linear → cross-entropy under autocast: the hand-written backward
+    runs (bf16 GEMMs, float32 weights) and lands where torch's autograd lands."""
+    for dtype in AUTOCAST_DTYPES[device]:
+        g = _gen()
+        x = torch.randn(16, 8, generator=g).to(device)
+        y = torch.randint(0, 4, (16,), generator=g).to(device)
+        params = [torch.randn(s, generator=g).mul(0.5).to(device).requires_grad_()
+                  for s in [(6, 8), (6,), (4, 6), (4,)]]
+        twin = _clone(params)
+
+        def loss(ops, x, y, w1, b1, w2, b2):
+            linear, gelu, ce = ops
+            return ce(linear(gelu(linear(x, w1, b1)), w2, b2), y)
+
+        with torch.autocast(device, dtype=dtype):
+            ours = loss((NF.linear, NF.gelu, NF.cross_entropy), x, y, *params)
+            ref = loss((F.linear, F.gelu, F.cross_entropy), x, y, *twin)
+        assert ours.dtype == torch.float32
+        ours.backward()
+        ref.backward()
+        torch.testing.assert_close(ours, ref, rtol=1e-2, atol=1e-3)
+        for p, t in zip(params, twin, strict=True):
+            assert p.grad.dtype == torch.float32
+            torch.testing.assert_close(p.grad, t.grad, rtol=2e-2, atol=2e-2)
+
+
+def test_compiled_under_autocast():
+    """torch.compile(fullgraph=True) traces the autocast casts and the Functions."""
+    x, w, b = (t.detach() for t in OPS["linear"].sample((5, 4), torch.float32, "cpu", _gen()))
+    y = torch.tensor([0, 1, 2, 0, 1])
+
+    def step(x, w, b):
+        return NF.cross_entropy(NF.tanh(NF.linear(x, w, b)), y)
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(compiled(x, w, b), step(x, w, b))
+
+
+def test_half_precision_rounds_once():
+    """The examples of issue 10: each once off because intermediates were rounded to bf16."""
+    bf16 = torch.bfloat16
+    x = torch.tensor([-3.09375], dtype=bf16)
+    torch.testing.assert_close(NF.gelu(x), F.gelu(x))  # was −0.00604, torch −0.00305
+    x = torch.tensor([-1.703125], dtype=bf16)
+    torch.testing.assert_close(NF.softplus(x, 3, 0.2), F.softplus(x, 3, 0.2))
+    x, w, b = (t.detach().to(bf16) for t in OPS["linear"].sample((2, 3, 4), torch.float64,
+                                                                  "cpu", _gen()))
+    torch.testing.assert_close(NF.linear(x, w, b), F.linear(x, w, b))  # N-D: bias fused too
+    z = torch.randn(50, generator=_gen()).to(bf16)
+    y = torch.rand(50, generator=_gen(1)).to(bf16)
+    truth = F.binary_cross_entropy_with_logits(z.double(), y.double()).to(bf16)
+    assert NF.binary_cross_entropy_with_logits(z, y) == truth  # rounded once: the nearest
+    z = torch.tensor([8e4, -8e4, 8e4])
+    y = torch.tensor([0.99, 0.3, 0.999999])
+    truth = F.binary_cross_entropy_with_logits(z.double(), y.double())
+    rel = (NF.binary_cross_entropy_with_logits(z, y).double() - truth).abs() / truth
+    assert rel < 2e-7  # (1 − y)·z, not z − z·y: no cancellation at huge logits
+
+
+# ---- NaN propagates as in torch -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ACTIVATION_NAMES)
+def test_nan_and_inf_as_torch(name):
+    """Outputs and gradients at NaN and ±inf are torch's: relu passes the gradient at NaN
+    (torch.sign(NaN) = 0 made it a silent zero)."""
+    x = torch.tensor([float("nan"), float("inf"), -float("inf"), -1.0, 0.0, 0.5],
+                     dtype=torch.float64, requires_grad=True)
+    (twin,) = _clone((x,))
+    out, ref = OPS[name].manual(x), OPS[name].reference(twin)
+    torch.testing.assert_close(out, ref, equal_nan=True)
+    out.backward(torch.ones_like(out))
+    ref.backward(torch.ones_like(ref))
+    torch.testing.assert_close(x.grad, twin.grad, equal_nan=True)
+    if name == "relu":
+        assert x.grad[0] == 1.0
+
+
+# ---- parity with torch.nn.functional: arguments and their gradients ------------------------
+
+
+def _matches_torch(manual, reference, inputs, **kwargs):
+    """Same value and same gradients as torch (float64), plus gradcheck and gradgradcheck."""
+    twin = _clone(inputs)
+    out, ref = manual(*inputs, **kwargs), reference(*twin, **kwargs)
+    torch.testing.assert_close(out, ref)
+    upstream = torch.randn(out.shape, generator=_gen(1), dtype=torch.float64)
+    idx = _differentiable(inputs)
+    grads = torch.autograd.grad(out, [inputs[i] for i in idx], upstream)
+    ref_grads = torch.autograd.grad(ref, [twin[i] for i in idx], upstream)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r)
+    fn = lambda *a: manual(*a, **kwargs)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, _clone(inputs))
+    assert torch.autograd.gradgradcheck(fn, _clone(inputs))
+
+
+CE_CASES = {
+    "weight": dict(weight=torch.tensor([0.2, 1.0, 3.0, 0.5], dtype=torch.float64)),
+    "ignore_index": dict(ignore_index=2),
+    "smoothing": dict(label_smoothing=0.3),
+    "all": dict(weight=torch.tensor([0.2, 1.0, 3.0, 0.5], dtype=torch.float64),
+                ignore_index=1, label_smoothing=0.2),
+}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", [(4,), (5, 4), (3, 4, 2)], ids=str)
+@pytest.mark.parametrize("case", list(CE_CASES))
+def test_cross_entropy_arguments_match_torch(case, shape, reduction):
+    """Class weights, ignore_index and label smoothing (classes along dim 1, K-dim too)."""
+    z = torch.randn(shape, generator=_gen(), dtype=torch.float64, requires_grad=True)
+    target_shape = shape[:1] + shape[2:] if len(shape) > 1 else ()
+    y = torch.randint(0, 4, target_shape, generator=_gen(2))
+    _matches_torch(NF.cross_entropy, F.cross_entropy, (z, y), reduction=reduction,
+                   **CE_CASES[case])
+
+
+def test_cross_entropy_default_ignore_index():
+    """A target of -100 adds nothing (torch's default ignore_index), not an IndexError."""
+    z = torch.randn(5, 3, generator=_gen(), dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, -100, 2, -100, 1])
+    _matches_torch(NF.cross_entropy, F.cross_entropy, (z, y))
+    _matches_torch(NF.cross_entropy, F.cross_entropy, (z, y),
+                   weight=CE_CASES["weight"]["weight"][:3])
+
+
+@pytest.mark.parametrize("kwargs", [{}, dict(label_smoothing=0.1), CE_CASES["weight"],
+                                    dict(reduction="none", **CE_CASES["weight"])],
+                         ids=["plain", "smoothing", "weight", "weight-none"])
+def test_cross_entropy_probability_targets(kwargs):
+    z = torch.randn(5, 4, 2, generator=_gen(), dtype=torch.float64, requires_grad=True)
+    t = torch.softmax(torch.randn(5, 4, 2, generator=_gen(1), dtype=torch.float64), 1)
+    _matches_torch(NF.cross_entropy, F.cross_entropy, (z, t.requires_grad_()), **kwargs)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weights", ["weight", "pos_weight", "both"])
+def test_bce_weight_and_pos_weight_match_torch(weights, reduction):
+    z, y = OPS["binary_cross_entropy_with_logits"].sample((5, 3), torch.float64, "cpu", _gen())
+    kwargs = {}
+    if weights in ("weight", "both"):
+        kwargs["weight"] = torch.rand(5, 1, generator=_gen(3), dtype=torch.float64)
+    if weights in ("pos_weight", "both"):
+        kwargs["pos_weight"] = torch.rand(3, generator=_gen(4), dtype=torch.float64) * 3
+    _matches_torch(NF.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits,
+                   (z, y), reduction=reduction, **kwargs)
+
+
+def test_gelu_tanh_approximation_matches_torch():
+    x = torch.linspace(-6, 6, 41, dtype=torch.float64).requires_grad_()
+    _matches_torch(NF.gelu, F.gelu, (x,), approximate="tanh")
+
+
+@pytest.mark.parametrize("name, kwargs", [("relu", {}), ("leaky_relu", dict(negative_slope=0.2))])
+def test_inplace_activations_match_torch(name, kwargs):
+    """inplace=True writes the result into the input and keeps the gradient, as torch."""
+    w = torch.randn(6, generator=_gen(), dtype=torch.float64, requires_grad=True)
+    (twin,) = _clone((w,))
+    x, x_ref = w * 1.0, twin * 1.0  # non-leaves: in place is allowed on them
+    out = getattr(NF, name)(x, inplace=True, **kwargs)
+    ref = getattr(F, name)(x_ref, inplace=True, **kwargs)
+    assert out is x
+    torch.testing.assert_close(x, x_ref)
+    (out * out).sum().backward()
+    (ref * ref).sum().backward()
+    torch.testing.assert_close(w.grad, twin.grad)
+
+
+def test_positional_misuse_raises_naming_the_argument():
+    """Positions are torch's: a third positional is size_average (mse) or weight (losses with
+    weights); misused, it raises, naming what it landed on, never 'reduction=tensor(...)'."""
+    x, y = torch.zeros(4, 3), torch.zeros(4, 3)
+    with pytest.raises(TypeError, match="size_average='sum'.*reduction="):
+        NF.mse_loss(x, y, "sum")  # torch reads this as a *mean*
+    with pytest.raises(TypeError, match="reduce=False"):
+        NF.mse_loss(x, y, reduce=False)
+    with pytest.raises(TypeError, match="weight must be a Tensor or None, got 'sum'"):
+        NF.cross_entropy(x, torch.zeros(4, dtype=torch.long), "sum")
+    with pytest.raises(TypeError, match="reduction must be a str.*got a Tensor of shape") as e:
+        NF.binary_cross_entropy_with_logits(x, y, None, None, None, torch.ones(3))
+    assert "tensor(" not in str(e.value)
+    w = torch.tensor([1.0, 2.0, 0.5])
+    z, t = torch.randn(4, 3, generator=_gen()), torch.tensor([0, 1, 2, 1])
+    torch.testing.assert_close(NF.cross_entropy(z, t, w), F.cross_entropy(z, t, w))

@@ -4,6 +4,7 @@
 from .activations import gelu, leaky_relu, relu, sigmoid, softplus, tanh
 from .linear import linear
 from .losses import binary_cross_entropy_with_logits, cross_entropy, mse_loss
+from .precision import DtypeRule
 from .registry import (
     ACTIVATIONS,
     BACKPROP_MODES,
@@ -18,6 +19,7 @@ from .registry import (
 __all__ = [
     "ACTIVATIONS",
     "BACKPROP_MODES",
+    "DtypeRule",
     "LOSSES",
     "OPS",
     "OpSpec",

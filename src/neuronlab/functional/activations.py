@@ -7,6 +7,14 @@ ops, so double backward (``gradgradcheck``, Hessian-vector products) works.
 
 Sigmoid, tanh and ReLU save their *output* (the next layer saves that tensor anyway, so it
 costs no extra memory); the others save their input.
+
+Dtypes (see ``precision``): an activation computes in its input's dtype, under autocast too
+(it is on none of autocast's lists; CUDA's puts softplus on its float32 list, and so do we).
+bfloat16/float16 inputs get float32 inner math, forward and backward, rounded once, as in
+PyTorch's kernels. NaN propagates as in torch: a NaN input gives a NaN output, and its
+gradient is never a silent zero where torch's is not (relu passes the upstream gradient
+through at NaN, as torch does; a NaN *upstream* gradient stays NaN, where torch's relu writes 0
+for z ≤ 0).
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ import math
 import torch
 from torch import Tensor
 
-# ---- local derivatives, da/dz ------------------------------------------------------------
+from .precision import FLOAT32, INPUT_DTYPE, DtypeRule, autocast_inputs, opmath
+
+# ---- local derivatives, da/dz (called with float32 or float64 tensors) --------------------
 
 
 def sigmoid_derivative(a: Tensor) -> Tensor:
@@ -30,12 +40,16 @@ def tanh_derivative(a: Tensor) -> Tensor:
 
 
 def relu_derivative(a: Tensor) -> Tensor:
-    """relu'(z) = 1 where z > 0 else 0 (0 at the kink, as torch does); a > 0 ⇔ z > 0."""
-    return torch.sign(a)  # a = relu(z) ≥ 0, so sign(a) = 1[a > 0], in a's dtype, one kernel
+    """relu'(z) = 1 where z > 0 else 0 (0 at the kink, as torch does); a > 0 ⇔ z > 0.
+
+    Written as "not a ≤ 0" so that at NaN (a = relu(NaN) = NaN) the gradient passes through,
+    as torch's ``threshold_backward`` does, instead of becoming a silent 0.
+    """
+    return (~(a <= 0)).to(a.dtype)
 
 
 def leaky_relu_derivative(z: Tensor, negative_slope: float) -> Tensor:
-    """leaky_relu'(z) = 1 where z > 0 else negative_slope."""
+    """leaky_relu'(z) = 1 where z > 0 else negative_slope (also at NaN, as torch)."""
     one = torch.ones((), dtype=z.dtype, device=z.device)
     return torch.where(z > 0, one, one * negative_slope)
 
@@ -47,6 +61,8 @@ def softplus_derivative(z: Tensor, beta: float, threshold: float) -> Tensor:
 
 _INV_SQRT2 = 1 / math.sqrt(2)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_GELU_KAPPA = 0.044715
 
 
 def gelu_derivative(z: Tensor) -> Tensor:
@@ -56,17 +72,40 @@ def gelu_derivative(z: Tensor) -> Tensor:
     return cdf + z * pdf
 
 
+def gelu_tanh_derivative(z: Tensor) -> Tensor:
+    """gelu(z) ≈ ½ z (1 + tanh u), u = √(2/π)(z + κz³), κ = 0.044715  ⇒
+    gelu'(z) = ½ (1 + tanh u) + ½ z (1 − tanh² u) √(2/π)(1 + 3κz²)."""
+    t = torch.tanh(_SQRT_2_OVER_PI * (z + _GELU_KAPPA * z * z * z))
+    du = _SQRT_2_OVER_PI * (1 + 3 * _GELU_KAPPA * z * z)
+    return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * du
+
+
 # ---- the Functions -----------------------------------------------------------------------
+# forward: upcast a half input, compute, round once (``.to(input.dtype)``).
+# backward: the same in float32, so the product g · a'(z) is rounded once too.
+
+
+# Where each computes (see ``precision``); the public functions read these module constants
+# (torch.compile cannot read an attribute of an autograd.Function class), the registry reads
+# the same objects through ``Function.dtypes``.
+ELEMENTWISE = DtypeRule(INPUT_DTYPE)
+SOFTPLUS = DtypeRule(INPUT_DTYPE, autocast_cuda=FLOAT32)  # on CUDA autocast's float32 list
+
+
+def _chain(grad_output: Tensor, local: Tensor) -> Tensor:
+    """upstream × local derivative, computed in float32 for half dtypes, rounded once."""
+    return (opmath(grad_output) * local).to(grad_output.dtype)
 
 
 class SigmoidFunction(torch.autograd.Function):
     """a = 1 / (1 + e^{−z}).  Backward: ∂L/∂z = ∂L/∂a · a(1 − a)."""
 
     generate_vmap_rule = True
+    dtypes = ELEMENTWISE
 
     @staticmethod
     def forward(input: Tensor) -> Tensor:
-        return torch.sigmoid(input)
+        return torch.sigmoid(opmath(input)).to(input.dtype)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -75,17 +114,18 @@ class SigmoidFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: Tensor) -> Tensor:
         (a,) = ctx.saved_tensors
-        return grad_output * sigmoid_derivative(a)
+        return _chain(grad_output, sigmoid_derivative(opmath(a)))
 
 
 class TanhFunction(torch.autograd.Function):
     """a = tanh(z).  Backward: ∂L/∂z = ∂L/∂a · (1 − a²)."""
 
     generate_vmap_rule = True
+    dtypes = ELEMENTWISE
 
     @staticmethod
     def forward(input: Tensor) -> Tensor:
-        return torch.tanh(input)
+        return torch.tanh(opmath(input)).to(input.dtype)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -94,17 +134,18 @@ class TanhFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: Tensor) -> Tensor:
         (a,) = ctx.saved_tensors
-        return grad_output * tanh_derivative(a)
+        return _chain(grad_output, tanh_derivative(opmath(a)))
 
 
 class ReLUFunction(torch.autograd.Function):
-    """a = max(z, 0).  Backward: ∂L/∂z = ∂L/∂a · 1[z > 0]."""
+    """a = max(z, 0).  Backward: ∂L/∂z = ∂L/∂a · 1[z > 0] (· 1 at NaN, as torch)."""
 
     generate_vmap_rule = True
+    dtypes = ELEMENTWISE
 
     @staticmethod
     def forward(input: Tensor) -> Tensor:
-        return torch.relu(input)
+        return torch.relu(input)  # exact in every dtype: nothing to round
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -113,17 +154,19 @@ class ReLUFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: Tensor) -> Tensor:
         (a,) = ctx.saved_tensors
-        return grad_output * relu_derivative(a)
+        return grad_output * relu_derivative(a)  # × 0 or 1: exact in every dtype
 
 
 class LeakyReLUFunction(torch.autograd.Function):
     """a = z if z > 0 else s·z.  Backward: ∂L/∂z = ∂L/∂a · (1 if z > 0 else s)."""
 
     generate_vmap_rule = True
+    dtypes = ELEMENTWISE
 
     @staticmethod
     def forward(input: Tensor, negative_slope: float) -> Tensor:
-        return torch.where(input > 0, input, input * negative_slope)
+        z = opmath(input)
+        return torch.where(z > 0, z, z * negative_slope).to(input.dtype)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -134,20 +177,25 @@ class LeakyReLUFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: Tensor):
         (z,) = ctx.saved_tensors
-        return grad_output * leaky_relu_derivative(z, ctx.negative_slope), None
+        return _chain(grad_output, leaky_relu_derivative(opmath(z), ctx.negative_slope)), None
 
 
 class SoftplusFunction(torch.autograd.Function):
-    """a = log(1 + e^{βz}) / β.  Backward: ∂L/∂z = ∂L/∂a · σ(βz)."""
+    """a = log(1 + e^{βz}) / β (z where βz > threshold).  Backward: ∂L/∂z = ∂L/∂a · σ(βz).
+
+    Under CUDA autocast it computes in float32 (softplus is on CUDA's float32 list).
+    """
 
     generate_vmap_rule = True
+    dtypes = SOFTPLUS
 
     @staticmethod
     def forward(input: Tensor, beta: float, threshold: float) -> Tensor:
-        bz = input * beta
+        z = opmath(input)
+        bz = z * beta
         # log1p(exp(βz)) overflows for large βz, where softplus(z) = z to machine precision
         below = torch.log1p(torch.exp(bz.clamp(max=threshold))) / beta
-        return torch.where(bz > threshold, input, below)
+        return torch.where(bz > threshold, z, below).to(input.dtype)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -158,60 +206,92 @@ class SoftplusFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: Tensor):
         (z,) = ctx.saved_tensors
-        return grad_output * softplus_derivative(z, ctx.beta, ctx.threshold), None, None
+        local = softplus_derivative(opmath(z), ctx.beta, ctx.threshold)
+        return _chain(grad_output, local), None, None
 
 
 class GELUFunction(torch.autograd.Function):
-    """a = z Φ(z) (exact, erf form).  Backward: ∂L/∂z = ∂L/∂a · (Φ(z) + z φ(z))."""
+    """a = z Φ(z) (exact, erf), or ½ z (1 + tanh(√(2/π)(z + 0.044715 z³))) ('tanh').
+
+    Backward: ∂L/∂z = ∂L/∂a · gelu'(z), with gelu' from ``gelu_derivative`` (exact:
+    Φ(z) + z φ(z)) or ``gelu_tanh_derivative``.
+    """
 
     generate_vmap_rule = True
+    dtypes = ELEMENTWISE
 
     @staticmethod
-    def forward(input: Tensor) -> Tensor:
-        return input * 0.5 * (1 + torch.erf(input * _INV_SQRT2))
+    def forward(input: Tensor, approximate: str) -> Tensor:
+        z = opmath(input)
+        if approximate == "tanh":
+            inner = _SQRT_2_OVER_PI * (z + _GELU_KAPPA * z * z * z)
+            return (0.5 * z * (1 + torch.tanh(inner))).to(input.dtype)
+        return (z * 0.5 * (1 + torch.erf(z * _INV_SQRT2))).to(input.dtype)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         ctx.save_for_backward(inputs[0])
+        ctx.approximate = inputs[1]
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor) -> Tensor:
+    def backward(ctx, grad_output: Tensor):
         (z,) = ctx.saved_tensors
-        return grad_output * gelu_derivative(z)
+        z = opmath(z)
+        local = gelu_tanh_derivative(z) if ctx.approximate == "tanh" else gelu_derivative(z)
+        return _chain(grad_output, local), None
 
 
 # ---- public functions, named and called like torch.nn.functional --------------------------
 
 
+def _inplace(input: Tensor, out: Tensor, inplace: bool) -> Tensor:
+    """``inplace=True``: computed out of place, then copied into ``input`` (torch's values and
+    gradients; no memory saved). A leaf that requires grad refuses, as in torch."""
+    return input.copy_(out) if inplace else out
+
+
 def sigmoid(input: Tensor) -> Tensor:
     """σ(z) = 1 / (1 + e^{−z}), elementwise, any shape."""
+    (input,) = autocast_inputs(ELEMENTWISE, input)
     return SigmoidFunction.apply(input)
 
 
 def tanh(input: Tensor) -> Tensor:
     """tanh(z), elementwise, any shape."""
+    (input,) = autocast_inputs(ELEMENTWISE, input)
     return TanhFunction.apply(input)
 
 
-def relu(input: Tensor) -> Tensor:
-    """max(z, 0), elementwise, any shape."""
-    return ReLUFunction.apply(input)
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """max(z, 0), elementwise, any shape (``inplace`` as in ``F.relu``; see ``_inplace``)."""
+    (input,) = autocast_inputs(ELEMENTWISE, input)
+    return _inplace(input, ReLUFunction.apply(input), inplace)
 
 
-def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
-    """z if z > 0 else negative_slope·z, elementwise, any shape."""
-    return LeakyReLUFunction.apply(input, float(negative_slope))
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """z if z > 0 else negative_slope·z, elementwise, any shape (``inplace`` as in torch)."""
+    (input,) = autocast_inputs(ELEMENTWISE, input)
+    # the Function saves its input: for inplace it gets a copy, so the copy back is safe
+    source = input.clone() if inplace else input
+    return _inplace(input, LeakyReLUFunction.apply(source, float(negative_slope)), inplace)
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     """log(1 + e^{βz}) / β (z itself where βz > threshold), elementwise, any shape."""
     if beta <= 0:
         raise ValueError(f"softplus: beta must be > 0, got {beta}")
+    (input,) = autocast_inputs(SOFTPLUS, input)
     return SoftplusFunction.apply(input, float(beta), float(threshold))
 
 
+GELU_APPROXIMATIONS = ("none", "tanh")
+
+
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
-    """z Φ(z), the exact (erf) form; ``approximate`` must be 'none'."""
-    if approximate != "none":
-        raise ValueError(f"gelu: approximate={approximate!r} is not supported; allowed: 'none'")
-    return GELUFunction.apply(input)
+    """z Φ(z): the exact erf form (``approximate='none'``) or the tanh approximation."""
+    if approximate not in GELU_APPROXIMATIONS:
+        raise ValueError(
+            f"gelu: approximate={approximate!r} is not one of: {', '.join(GELU_APPROXIMATIONS)}"
+        )
+    (input,) = autocast_inputs(ELEMENTWISE, input)
+    return GELUFunction.apply(input, approximate)

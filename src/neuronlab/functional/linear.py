@@ -10,12 +10,25 @@ and, given the upstream gradient ``g = ∂L/∂z`` (same shape as ``z``), the ch
     ∂L/∂x = g W                       # (*, n_in)
     ∂L/∂W = gᵀ x   (summed over the batch dimensions)   # (n_out, n_in)
     ∂L/∂b = Σ_batch g                 # (n_out,)  — the broadcast bias is reduced
+
+Any batch shape is flattened to one batch dimension, ``(N, n_in)`` with N = Π *, so the bias is
+always fused into the GEMM (``addmm``): in bfloat16/float16 ``x Wᵀ + b`` is accumulated in
+float32 by the kernel and rounded once, as ``F.linear`` does.
+
+Dtypes (see ``precision``): under autocast, ``linear`` is on the lower-precision list, so x, W
+and b are cast to autocast's dtype (bfloat16 / float16) before the Function runs, and the GEMMs
+of forward and backward run in it; the cast is recorded by autograd, so a float32 weight gets its
+gradient in float32. Outside autocast it computes in its inputs' dtype.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
+
+from .precision import LOW_PRECISION, DtypeRule, autocast_inputs
 
 
 def _check_linear_shapes(input: Tensor, weight: Tensor, bias: Tensor | None) -> None:
@@ -35,17 +48,29 @@ def _check_linear_shapes(input: Tensor, weight: Tensor, bias: Tensor | None) -> 
         )
 
 
+def _flat(t: Tensor) -> Tensor:
+    """``(*, n)`` → ``(N, n)``: the batch dimensions as one (a 1-D input as a batch of one)."""
+    return t.reshape(math.prod(t.shape[:-1]), t.shape[-1])  # explicit N: fine when n is 0
+
+
+# on autocast's lower-precision list; a module constant, which torch.compile can read
+GEMM = DtypeRule(LOW_PRECISION, opmath=False)
+
+
 class LinearFunction(torch.autograd.Function):
     """z = x Wᵀ + b.  Backward: ∂L/∂x = g W, ∂L/∂W = gᵀ x, ∂L/∂b = Σ_batch g."""
 
     generate_vmap_rule = True
+    dtypes = GEMM
 
     @staticmethod
     def forward(input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        if input.dim() == 2 and bias is not None:
-            return torch.addmm(bias, input, weight.t())  # fused x Wᵀ + b, (B, n_out)
-        out = input @ weight.t()
-        return out if bias is None else out + bias
+        x2 = _flat(input)  # (N, n_in)
+        if bias is None:
+            out = x2 @ weight.t()  # (N, n_out)
+        else:
+            out = torch.addmm(bias, x2, weight.t())  # fused x Wᵀ + b, rounded once
+        return out.reshape(*input.shape[:-1], weight.shape[0])  # (*, n_out)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -59,14 +84,14 @@ class LinearFunction(torch.autograd.Function):
     def backward(ctx, grad_output: Tensor):
         input, weight = ctx.saved_tensors
         grad_input = grad_weight = grad_bias = None
+        g2 = _flat(grad_output)  # (N, n_out), batch dims flat
         if ctx.needs_input_grad[0]:
-            grad_input = grad_output @ weight  # (*, n_out) @ (n_out, n_in) -> (*, n_in)
+            grad_input = g2 @ weight  # (N, n_out) @ (n_out, n_in) -> (N, n_in)
+            grad_input = grad_input.reshape(*grad_output.shape[:-1], weight.shape[1])
         if ctx.needs_input_grad[1]:
-            g2 = grad_output.reshape(-1, grad_output.shape[-1])  # (N, n_out), batch dims flat
-            x2 = input.reshape(-1, input.shape[-1])  # (N, n_in)
-            grad_weight = g2.t() @ x2  # (n_out, n_in)
+            grad_weight = g2.t() @ _flat(input)  # (n_out, N) @ (N, n_in) -> (n_out, n_in)
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad_output.reshape(-1, grad_output.shape[-1]).sum(0)  # (n_out,)
+            grad_bias = g2.sum(0)  # (n_out,)
         return grad_input, grad_weight, grad_bias
 
 
@@ -79,7 +104,8 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         bias: ``(n_out,)`` or ``None``.
 
     Returns:
-        ``(*, n_out)``.
+        ``(*, n_out)``; under autocast in its lower-precision dtype (see the module docstring).
     """
     _check_linear_shapes(input, weight, bias)
+    input, weight, bias = autocast_inputs(GEMM, input, weight, bias)
     return LinearFunction.apply(input, weight, bias)

@@ -1,4 +1,4 @@
-"""One table of ops: name → manual Function, plain-torch reference, and valid inputs.
+"""One table of ops: name → manual Function, plain-torch reference, valid inputs, dtype rules.
 
 Tests, ``neuronlab-check``, the gradient checker and the benchmark all loop over ``OPS``
 instead of repeating themselves.
@@ -15,7 +15,9 @@ from torch import Tensor
 
 from . import activations as A
 from . import losses as L
-from .linear import linear
+from .cross_entropy import CrossEntropyFunction
+from .linear import LinearFunction, linear
+from .precision import DtypeRule
 
 Sampler = Callable[..., tuple]
 
@@ -29,6 +31,8 @@ class OpSpec:
     manual: Callable[..., Tensor]
     reference: Callable[..., Tensor]
     sample: Sampler  # sample(shape, dtype, device, generator) -> inputs (grads as needed)
+    dtypes: DtypeRule  # where it computes: its autocast list, float32 math for half inputs
+    opinfo: str  # its entry in torch's OpInfo database (torch.testing._internal), by name
 
 
 def _randn(shape, dtype, device, generator, requires_grad=True) -> Tensor:
@@ -79,22 +83,33 @@ def _sample_cross_entropy(shape, dtype, device, generator):
 OPS: dict[str, OpSpec] = {
     spec.name: spec
     for spec in [
-        OpSpec("linear", "linear", linear, F.linear, _sample_linear),
-        OpSpec("sigmoid", "activation", A.sigmoid, torch.sigmoid, _sample_smooth),
-        OpSpec("tanh", "activation", A.tanh, torch.tanh, _sample_smooth),
-        OpSpec("relu", "activation", A.relu, torch.relu, _sample_kinked),
-        OpSpec("leaky_relu", "activation", A.leaky_relu, F.leaky_relu, _sample_kinked),
-        OpSpec("softplus", "activation", A.softplus, F.softplus, _sample_smooth),
-        OpSpec("gelu", "activation", A.gelu, F.gelu, _sample_smooth),
-        OpSpec("mse_loss", "loss", L.mse_loss, F.mse_loss, _sample_mse),
+        OpSpec("linear", "linear", linear, F.linear, _sample_linear,
+               LinearFunction.dtypes, "nn.functional.linear"),
+        OpSpec("sigmoid", "activation", A.sigmoid, torch.sigmoid, _sample_smooth,
+               A.SigmoidFunction.dtypes, "sigmoid"),
+        OpSpec("tanh", "activation", A.tanh, torch.tanh, _sample_smooth,
+               A.TanhFunction.dtypes, "tanh"),
+        OpSpec("relu", "activation", A.relu, torch.relu, _sample_kinked,
+               A.ReLUFunction.dtypes, "nn.functional.relu"),
+        OpSpec("leaky_relu", "activation", A.leaky_relu, F.leaky_relu, _sample_kinked,
+               A.LeakyReLUFunction.dtypes, "nn.functional.leaky_relu"),
+        OpSpec("softplus", "activation", A.softplus, F.softplus, _sample_smooth,
+               A.SoftplusFunction.dtypes, "nn.functional.softplus"),
+        OpSpec("gelu", "activation", A.gelu, F.gelu, _sample_smooth,
+               A.GELUFunction.dtypes, "nn.functional.gelu"),
+        OpSpec("mse_loss", "loss", L.mse_loss, F.mse_loss, _sample_mse,
+               L.MSELossFunction.dtypes, "nn.functional.mse_loss"),
         OpSpec(
             "binary_cross_entropy_with_logits",
             "loss",
             L.binary_cross_entropy_with_logits,
             F.binary_cross_entropy_with_logits,
             _sample_bce,
+            L.BCEWithLogitsFunction.dtypes,
+            "nn.functional.binary_cross_entropy_with_logits",
         ),
-        OpSpec("cross_entropy", "loss", L.cross_entropy, F.cross_entropy, _sample_cross_entropy),
+        OpSpec("cross_entropy", "loss", L.cross_entropy, F.cross_entropy, _sample_cross_entropy,
+               CrossEntropyFunction.dtypes, "nn.functional.cross_entropy"),
     ]
 }
 
