@@ -1,12 +1,12 @@
 # pytest tests/test_experiments.py
 """The text's claims as experiments (``slow``), and the machinery behind them (fast): the sweep
 report on a fake sweep folder, the learning-rate suggestion on a synthetic curve, the
-callbacks, signal propagation, and the init sweep's run names."""
+callbacks, and the layer rule of ``experiments/`` and ``explain/``. The init sweep's tests
+are in ``test_init_sweep.py``."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -19,18 +19,9 @@ import pytest
 matplotlib.use("Agg")
 
 from neuronlab.config import compose  # noqa: E402
-from neuronlab.experiments.init_sweep import (  # noqa: E402
-    check_claims,
-    distribution_gap,
-    job_overrides,
-    run_name,
-    run_training,
-    sweep_params,
-)
 from neuronlab.experiments.lr_range import range_test, smooth_losses, suggest_lr  # noqa: E402
 from neuronlab.experiments.lr_sweep import read_lr_sweep  # noqa: E402
 from neuronlab.experiments.report import build_report  # noqa: E402
-from neuronlab.experiments.signal import signal_propagation  # noqa: E402
 from neuronlab.training.run import train  # noqa: E402
 
 # ---- the report, on a fake sweep folder --------------------------------------------------
@@ -144,7 +135,7 @@ def test_suggestion_rejects_bad_input():
     assert suggest_lr(np.logspace(-5, 0, 50), np.full(50, 0.7)).lr is None  # never falls
 
 
-# ---- callbacks, signal propagation, run names --------------------------------------------
+# ---- callbacks --------------------------------------------------------------------------
 
 
 def test_experiment_callbacks_write_their_files(tmp_path):
@@ -174,26 +165,33 @@ def test_same_seed_gives_the_same_initial_weights_at_every_rate(tmp_path):
     assert parameters_sha256(build(other_seed)[1].net) != initial(1e-4)
 
 
-def test_signal_propagation_is_a_pure_function_of_its_arguments():
-    a = signal_propagation("relu", "kaiming", depth=3, width=16, batch=32, draws=2, seed=1)
-    b = signal_propagation("relu", "kaiming", depth=3, width=16, batch=32, draws=2, seed=1)
-    assert a.act_var.shape == a.grad_var.shape == (3,)
-    np.testing.assert_array_equal(a.act_var, b.act_var)
-    assert np.all(a.act_var > 0) and np.all(a.grad_var > 0)
-    with pytest.raises(ValueError, match="batch"):
-        signal_propagation(batch=1)
+# ---- the layer rules: experiments and explanations sit below config and the CLI --------------
 
 
-def test_init_sweep_runs_are_named_as_hydra_names_them():
-    params = sweep_params()
-    assert set(params) == {"model.activation", "init.scheme", "init.distribution",
-                           "init.scale", "seed"}
-    jobs = job_overrides(params, ["seed=0", "trainer.max_epochs=2"])
-    assert len(jobs) == 2 * 3 * 2 * 5
-    assert run_name(jobs[0]) == ("init.distribution=normal,init.scale=0.1,init.scheme=lecun,"
-                                 "model.activation=relu,seed=0,trainer.max_epochs=2")
-    assert job_overrides({"optimizer.lr": "1e-4,10"}) == [["optimizer.lr=0.0001"],
-                                                         ["optimizer.lr=10"]]
+def _imports(path: Path, package: str) -> set[str]:
+    """Every module ``path`` imports (anywhere in the file), relative imports resolved."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            name = ".".join(part for part in (base, node.module or "") if part)
+            found |= {name} | {f"{name}.{alias.name}" for alias in node.names}
+    return found
+
+
+@pytest.mark.parametrize("package", ["experiments", "explain"])
+def test_layer_4_imports_nothing_from_config_or_the_cli(package):
+    import neuronlab
+
+    folder = Path(neuronlab.__file__).parent / package
+    for path in sorted(folder.glob("*.py")):
+        upward = {name for name in _imports(path, f"neuronlab.{package}")
+                  if name.startswith(("neuronlab.cli", "neuronlab.config"))}
+        assert not upward, f"{path.name} imports {sorted(upward)}"
 
 
 # ---- claim 1: a neuron learns which features matter --------------------------------------
@@ -205,10 +203,11 @@ def test_cat_neuron_learns_which_features_matter(tmp_path, seed):
     record = train(compose(["experiment=cat_neuron", f"seed={seed}", "~logger",
                             "callbacks.lr_monitor=null"],
                            output_dir=tmp_path))
-    w = record["feature_weights"]
+    weights = record["feature_weights"]
     assert record["status"] == "ok"
-    assert w["tail"] > 0 and w["horn"] < 0
-    assert abs(w["two_eyes"]) < 0.25 * min(abs(w["tail"]), abs(w["horn"])), w
+    assert weights["tail"] > 0 and weights["horn"] < 0
+    smaller = min(abs(weights["tail"]), abs(weights["horn"]))
+    assert abs(weights["two_eyes"]) < 0.25 * smaller, weights
 
 
 # ---- claim 2: the learning rate is the step size ------------------------------------------
@@ -265,29 +264,3 @@ def test_lr_find_suggestion_lies_in_the_band_the_sweep_found_converging(lr_sweep
     band = read_lr_sweep(lr_sweep_dir).band
     test = range_test(compose(["experiment=lr_sweep"], output_dir=tmp_path), steps=200)
     assert band[0] <= test.suggestion.lr <= band[1], (test.suggestion.lr, band)
-
-
-# ---- claim 3: init — the distribution matters little, the scale a lot ---------------------
-
-
-@pytest.mark.slow
-def test_signal_propagation_at_init_matches_theory():
-    signals = [signal_propagation("relu", s, depth=20, width=256, batch=512, draws=3)
-               for s in ("lecun", "kaiming")]
-    signals += [signal_propagation("tanh", "xavier", scale=x, depth=10, width=256, batch=512,
-                                   draws=3) for x in (0.5, 1.0, 10.0)]
-    claims = check_claims(signals, [])
-    assert len(claims) == 6
-    assert all(c.holds for c in claims), [(c.name, c.value) for c in claims if not c.holds]
-
-
-@pytest.mark.slow
-def test_init_distribution_matters_less_than_scale(tmp_path):
-    cells = run_training(tmp_path, sweep_params())  # the experiment's 180 runs, ~1 min
-    assert len(cells) == 2 * 3 * 2 * 5 and all(len(c.losses) + c.diverged == 3 for c in cells)
-    gap, spread = distribution_gap(cells)
-    assert 3 * gap <= spread, (gap, spread)
-    # diverged runs are counted, never averaged in: ReLU ×10 explodes for every seed
-    for c in cells:
-        if c.activation == "relu" and c.scale == 10:
-            assert c.diverged == 3 and c.losses == [] and math.isnan(c.mean) and not c.clean

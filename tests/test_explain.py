@@ -1,7 +1,7 @@
 # pytest tests/test_explain.py
 """neuronlab-explain: every number the text claims, manual against autograd in float64.
 
-The library functions (`neuronlab.explain_chain`, `neuronlab.explain_loss`) return rows; here
+The library functions (`neuronlab.explain.chain`, `neuronlab.explain.loss`) return rows; here
 torch is the oracle for each of them, and the CLI is checked to print them and exit 0.
 """
 
@@ -16,9 +16,18 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 from neuronlab.cli.explain import build_parser, main
-from neuronlab.explain import chain_rule_dot, draw_chain_rule, read_weights
-from neuronlab.explain_chain import ChainReport, GradRow, chain_rule_neuron, node_example
-from neuronlab.explain_loss import LN_C_DATASETS, ln_c_claim, loss_claims
+from neuronlab.explain import (
+    LN_C_DATASETS,
+    ChainReport,
+    GradRow,
+    chain_rule_dot,
+    chain_rule_neuron,
+    draw_chain_rule,
+    ln_c_claim,
+    loss_claims,
+    node_example,
+    read_weights,
+)
 
 F64 = torch.float64
 
@@ -29,20 +38,20 @@ def report() -> ChainReport:
 
 
 def _assert_rows_agree(rows: list[GradRow]) -> None:
-    manual = torch.tensor([r.manual for r in rows], dtype=F64)
-    auto = torch.tensor([r.autograd for r in rows], dtype=F64)
+    manual = torch.tensor([row.manual for row in rows], dtype=F64)
+    auto = torch.tensor([row.autograd for row in rows], dtype=F64)
     assert_close(manual, auto, rtol=0, atol=1e-10)
-    assert all(r.ok for r in rows)
+    assert all(row.ok for row in rows)
 
 
 def test_chain_backward_matches_autograd(report: ChainReport) -> None:
     _assert_rows_agree(report.backward + report.fused)
     assert report.ok
     n = len(report.features)
-    nodes = {r.node for r in report.backward}
+    nodes = {row.node for row in report.backward}
     assert {f"w{i}" for i in range(n)} | {f"x{i}" for i in range(n)} | {"b", "z", "a"} <= nodes
-    for r in report.backward:  # every step is local derivative × upstream gradient
-        assert r.manual == pytest.approx(r.local * r.upstream, rel=1e-15, abs=0)
+    for row in report.backward:  # every step is local derivative × upstream gradient
+        assert row.manual == pytest.approx(row.local * row.upstream, rel=1e-15, abs=0)
 
 
 def test_chain_is_the_cats_neuron(report: ChainReport) -> None:
@@ -70,10 +79,10 @@ def test_chain_rejects_a_missing_example() -> None:
 
 
 def test_node_example_matches_autograd() -> None:
-    r = node_example(x=2.0, y=-1.5)
-    _assert_rows_agree(r.rows)
+    node = node_example(x=2.0, y=-1.5)
+    _assert_rows_agree(node.rows)
     z = 2.0 * -1.5 + math.sin(2.0)
-    grads = {row.node: row.manual for row in r.rows}
+    grads = {row.node: row.manual for row in node.rows}
     assert grads["x"] == pytest.approx(2 * z * (-1.5 + math.cos(2.0)), rel=1e-14)
     assert grads["y"] == pytest.approx(2 * z * 2.0, rel=1e-14)
 
@@ -94,9 +103,9 @@ def test_ln_c_rejects_other_class_counts() -> None:
 def test_loss_gradient_claims_match_autograd() -> None:
     claims = loss_claims(batch=32, seed=0)
     assert len(claims) == 7
-    for c in claims:
-        assert c.max_diff <= 1e-10, c
-        assert c.formula_value == pytest.approx(c.autograd_value, abs=1e-12), c
+    for claim in claims:
+        assert claim.max_diff <= 1e-10, claim
+        assert claim.formula_value == pytest.approx(claim.autograd_value, abs=1e-12), claim
     ce_zero = claims[3]  # equal logits: (1/C − 1)/N at the true class
     assert ce_zero.formula_value == pytest.approx((0.1 - 1) / 32, abs=1e-15)
 

@@ -234,6 +234,9 @@ def test_a_signalled_run_saves_says_how_to_resume_and_resumes(tmp_path, sig):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted" in out and "Traceback" not in err
+    # the resume command on one line, whatever the console's width: copy-paste runs it
+    assert any(line.startswith("interrupted") and line.endswith("ckpt_path=last")
+               for line in out.splitlines()), out[-2000:]
     stored = json.loads((run_dir / "metrics.json").read_text())
     assert stored["status"] == "interrupted", stored
     name = "SIGINT" if sig == signal.SIGINT else "SIGTERM"

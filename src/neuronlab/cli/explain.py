@@ -11,8 +11,9 @@ repository's root, on purpose::
 
     neuronlab-explain chain --out docs/img
 
-The numbers come from ``neuronlab.explain_chain`` / ``neuronlab.explain_loss``; this file only
-prints them. Exit status 0 when every manual number equals autograd's (float64), 1 otherwise.
+The numbers and the picture come from ``neuronlab.explain`` (``chain``, ``chain_drawing``,
+``loss``); this file only parses, calls and prints. Exit status 0 when every manual number
+equals autograd's (float64), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -27,8 +28,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..explain_chain import TOLERANCE, GradRow, chain_rule_neuron, node_example
-from ..explain_loss import loss_claims
+from ..explain import (
+    NODE_FUNCTION,
+    TOLERANCE,
+    GradRow,
+    chain_rule_neuron,
+    draw_chain_rule,
+    loss_claims,
+    node_example,
+)
 
 COMMANDS = ("chain", "node", "loss")
 DEFAULT_OUT = "outputs/explain"  # under the current folder, never the package's own tree
@@ -43,10 +51,10 @@ def _grad_table(title: str, rows: list[GradRow]) -> Table:
     for col in ("∂L/∂·", "local derivative", "local", "× upstream", "= manual",
                 "autograd", "|diff|", ""):
         table.add_column(col, justify="left" if col in ("local derivative", "") else "right")
-    for r in rows:
-        table.add_row(f"∂L/∂{r.node}", escape(r.formula), f"{r.local:+.6f}",
-                      f"{r.upstream:+.6f}", f"{r.manual:+.10f}", f"{r.autograd:+.10f}",
-                      f"{r.diff:.1e}", _verdict(r.ok))
+    for row in rows:
+        table.add_row(f"∂L/∂{row.node}", escape(row.formula), f"{row.local:+.6f}",
+                      f"{row.upstream:+.6f}", f"{row.manual:+.10f}", f"{row.autograd:+.10f}",
+                      f"{row.diff:.1e}", _verdict(row.ok))
     return table
 
 
@@ -60,8 +68,6 @@ def _shown(path: Path) -> str:
 
 
 def explain_chain(console: Console, seed: int, example: int, out: str | Path) -> bool:
-    from ..explain import draw_chain_rule
-
     report = chain_rule_neuron(seed=seed, example=example)
     what = "a cat" if report.y == 1 else "not a cat"
     console.print(f"[bold]One sigmoid neuron, BCE loss, on drawing {example} of the cats data "
@@ -69,17 +75,17 @@ def explain_chain(console: Console, seed: int, example: int, out: str | Path) ->
     forward = Table(title="forward pass: every node and its value")
     for col in ("node", "computed as", "value"):
         forward.add_column(col, justify="right" if col == "value" else "left")
-    for r in report.forward:
-        forward.add_row(r.node, escape(r.formula), f"{r.value:+.10f}")
+    for row in report.forward:
+        forward.add_row(row.node, escape(row.formula), f"{row.value:+.10f}")
     console.print(forward)
     console.print(_grad_table("backward pass, node by node: ∂L/∂node = local × upstream",
                               report.backward))
     fused = Table(title="the fused form: ∂L/∂z = a − y equals ∂L/∂a · ∂a/∂z")
     for col in ("∂L/∂z computed as", "value", "autograd", "|diff|", ""):
         fused.add_column(col, justify="left" if col in ("∂L/∂z computed as", "") else "right")
-    for r in report.fused:
-        fused.add_row(escape(r.formula), f"{r.manual:+.10f}", f"{r.autograd:+.10f}",
-                      f"{r.diff:.1e}", _verdict(r.ok))
+    for row in report.fused:
+        fused.add_row(escape(row.formula), f"{row.manual:+.10f}", f"{row.autograd:+.10f}",
+                      f"{row.diff:.1e}", _verdict(row.ok))
     console.print(fused)
     for path in draw_chain_rule(report, out):
         console.print(f"wrote {escape(_shown(path))}", soft_wrap=True)  # one line: copyable
@@ -90,8 +96,6 @@ def explain_chain(console: Console, seed: int, example: int, out: str | Path) ->
 
 
 def explain_node(console: Console) -> bool:
-    from ..explain_chain import NODE_FUNCTION
-
     report = node_example()
     console.print(f"[bold]{NODE_FUNCTION}[/]   at x = {report.x}, y = {report.y}: "
                   f"z = {report.z:+.10f}, L = {report.loss:.10f}")
@@ -106,12 +110,12 @@ def explain_loss(console: Console, seed: int) -> bool:
     for col in ("claim", "formula", "shown at", "formula value", "autograd", "max |diff|", ""):
         right = col in ("formula value", "autograd", "max |diff|")
         table.add_column(col, justify="right" if right else "left", no_wrap=col == "claim")
-    for c in claims:
-        table.add_row(escape(c.claim), escape(c.formula), escape(c.shown),
-                      f"{c.formula_value:+.10f}", f"{c.autograd_value:+.10f}",
-                      f"{c.max_diff:.1e}", _verdict(c.ok))
+    for claim in claims:
+        table.add_row(escape(claim.claim), escape(claim.formula), escape(claim.shown),
+                      f"{claim.formula_value:+.10f}", f"{claim.autograd_value:+.10f}",
+                      f"{claim.max_diff:.1e}", _verdict(claim.ok))
     console.print(table)
-    return all(c.ok for c in claims)
+    return all(claim.ok for claim in claims)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -48,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     matplotlib.use("Agg")
     from ..config import ConfigError, compose
-    from ..experiments.lr_range import plot_range_test, range_test
+    from ..experiments.lr_range import range_test, save_range_test
     from .train import quiet_lightning
 
     quiet_lightning()
@@ -59,8 +58,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         try:
             sweep = read_lr_sweep(args.sweep)
-        except KeyError as e:
-            _fail(f"--sweep {args.sweep} is not a learning-rate sweep (a run has no {e})")
+        except KeyError as missing:
+            _fail(f"--sweep {args.sweep} is not a learning-rate sweep (a run has no {missing})")
         if not sweep.runs:
             _fail(f"--sweep {args.sweep} holds no runs (no metrics.json or .hydra/ below it)")
         band = sweep.band
@@ -71,16 +70,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         cfg = compose(args.overrides, output_dir=args.out)
         with contextlib.redirect_stderr(io.StringIO()):  # the finder's own tqdm bar
             test = range_test(cfg, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps)
-    except (ConfigError, ValueError) as e:
-        _fail(str(e))
+    except (ConfigError, ValueError) as error:
+        _fail(str(error))
     seconds = time.perf_counter() - start
-    s = test.suggestion
-    out = Path(args.out)
-    picture = plot_range_test(test, out / "lr_find.png", band=band)
-    (out / "lr_find.json").write_text(json.dumps({
-        "lr": test.lrs.tolist(), "loss": test.losses.tolist(),
-        "suggestion": s.lr, "steepest": test.steepest.lr, "lightning": test.lightning_lr,
-        "band": band}, indent=1) + "\n")
+    suggestion = test.suggestion
+    picture = save_range_test(test, args.out, band=band)
 
     def fmt(lr: float | None) -> str:
         return "none" if lr is None else f"{lr:.3g}"
@@ -88,18 +82,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     console.print(f"range test: {len(test.lrs)} steps, rate {args.min_lr:g} → {args.max_lr:g} "
                   f"(×{(args.max_lr / args.min_lr) ** (1 / max(len(test.lrs) - 1, 1)):.3f} per "
                   f"step), {seconds:.1f} s")
-    if s.smoothed.size:
-        low = s.minimum
-        end = "blows up after" if s.stop < len(test.lrs) else "no blow-up up to"
-        console.print(f"smoothed loss: {s.smoothed[0]:.3f} at the start, lowest "
-                      f"{s.smoothed[low]:.3f} at lr {test.lrs[low]:.3g}; {end} lr "
-                      f"{test.lrs[s.stop - 1]:.3g}")
-    console.print(f"[bold]suggested lr (middle of the descent): {fmt(s.lr)}[/]")
+    if suggestion.smoothed.size:
+        low = suggestion.minimum
+        end = "blows up after" if suggestion.stop < len(test.lrs) else "no blow-up up to"
+        console.print(f"smoothed loss: {suggestion.smoothed[0]:.3f} at the start, lowest "
+                      f"{suggestion.smoothed[low]:.3f} at lr {test.lrs[low]:.3g}; {end} lr "
+                      f"{test.lrs[suggestion.stop - 1]:.3g}")
+    console.print(f"[bold]suggested lr (middle of the descent): {fmt(suggestion.lr)}[/]")
     console.print(f"steepest descent (d loss / d ln lr): {fmt(test.steepest.lr)}")
     console.print(f"Lightning's suggestion (d EMA / d lr): {fmt(test.lightning_lr)}")
     inside = None
     if band is not None:
-        inside = s.lr is not None and band[0] <= s.lr <= band[1]
+        inside = suggestion.lr is not None and band[0] <= suggestion.lr <= band[1]
         verdict = "[bold green]inside[/]" if inside else "[bold red]outside[/]"
         console.print(f"the sweep's converging band: {band[0]:g} … {band[1]:g}; the suggestion is "
                       f"{verdict}")

@@ -12,13 +12,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from ..experiments.report import Report
 
-def print_report(report, console: Console) -> None:
+
+def print_report(report: Report, console: Console) -> None:
     """The table (status in color), the neuron's weights if any, and the files written."""
     from ..experiments.report import STATUS_STYLE
 
@@ -27,19 +31,19 @@ def print_report(report, console: Console) -> None:
         table.add_column(escape(col), justify="left" if col == "status" else "right", no_wrap=True)
     status_col = report.header.index("status")
     for run, row in zip(report.runs, report.rows, strict=True):
-        cells = [escape(c) for c in row]
+        cells = [escape(text) for text in row]
         cells[status_col] = f"[{STATUS_STYLE.get(run.status, 'white')}]{run.status}[/]"
         table.add_row(*cells)
     console.print(table)
     console.print(escape(report.summary()))
     weights = report.feature_weights()
     if weights:
-        wt = Table(title="the neuron's weights over the runs that finished ok")
+        weight_table = Table(title="the neuron's weights over the runs that finished ok")
         for col in ("feature", "mean", "min", "max"):
-            wt.add_column(col, justify="left" if col == "feature" else "right")
+            weight_table.add_column(col, justify="left" if col == "feature" else "right")
         for name, mean, lo, hi in weights:
-            wt.add_row(name, f"{mean:+.3f}", f"{lo:+.3f}", f"{hi:+.3f}")
-        console.print(wt)
+            weight_table.add_row(name, f"{mean:+.3f}", f"{lo:+.3f}", f"{hi:+.3f}")
+        console.print(weight_table)
     for path in report.files:
         console.print(f"wrote {escape(str(path))}")
 
@@ -58,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     try:
         report = build_report(args.sweep_dir, metric=args.metric)
-    except FileNotFoundError as e:
-        print(f"neuronlab-report: error: {e}", file=sys.stderr)
+    except FileNotFoundError as error:
+        print(f"neuronlab-report: error: {error}", file=sys.stderr)
         sys.exit(2)
     console = Console()
     if not console.is_terminal:  # piped into a file or a doc: do not squeeze into 80 columns

@@ -20,29 +20,30 @@ REFERENCE = {"relu": "kaiming", "tanh": "xavier"}  # the scheme whose scales are
 def plot_signals(sweep: InitSweep, path: str | Path) -> Path:
     """Rows: activations. Columns: std of h_l by scheme, std of ∂L/∂z_l by scheme (normal
     solid, uniform dashed: they overlap), std of ∂L/∂z_l by scale for one scheme."""
-    activations = sorted({s.activation for s in sweep.signals}, key=["relu", "tanh"].index)
+    activations = sorted({signal.activation for signal in sweep.signals},
+                         key=["relu", "tanh"].index)
     fig = Figure(figsize=(12, 3.3 * len(activations)))
     axes = fig.subplots(len(activations), 3, squeeze=False)
     for row, act in zip(axes, activations, strict=True):
-        for s in sweep.signals:
-            if s.activation != act or s.scale != 1.0:
+        for signal in sweep.signals:
+            if signal.activation != act or signal.scale != 1.0:
                 continue
-            layers = np.arange(1, len(s.act_var) + 1)
-            style = {"color": SCHEME_COLORS.get(s.scheme, "k"),
-                     "ls": "-" if s.distribution == "normal" else "--",
-                     "lw": 4 if s.scheme == "lecun" else 1.5,  # = xavier in a square net
-                     "alpha": 0.45 if s.scheme == "lecun" else 1.0,
-                     "label": f"{s.scheme}, {s.distribution}"}
-            row[0].plot(layers, s.act_std, **style)
-            row[1].plot(layers, s.grad_std, **style)
+            layers = np.arange(1, len(signal.act_var) + 1)
+            style = {"color": SCHEME_COLORS.get(signal.scheme, "k"),
+                     "ls": "-" if signal.distribution == "normal" else "--",
+                     "lw": 4 if signal.scheme == "lecun" else 1.5,  # = xavier in a square net
+                     "alpha": 0.45 if signal.scheme == "lecun" else 1.0,
+                     "label": f"{signal.scheme}, {signal.distribution}"}
+            row[0].plot(layers, signal.act_std, **style)
+            row[1].plot(layers, signal.grad_std, **style)
         ref = REFERENCE.get(act, "xavier")
-        scales = sorted({s.scale for s in sweep.signals if s.activation == act})
+        scales = sorted({signal.scale for signal in sweep.signals if signal.activation == act})
         from matplotlib import colormaps
 
         cmap = colormaps["plasma"]
         for i, scale in enumerate(scales):
-            s = sweep.signal(act, ref, "normal", scale)
-            row[2].plot(np.arange(1, len(s.grad_var) + 1), s.grad_std, marker=".",
+            signal = sweep.signal(act, ref, "normal", scale)
+            row[2].plot(np.arange(1, len(signal.grad_var) + 1), signal.grad_std, marker=".",
                         color=cmap(i / max(len(scales) - 1, 1) * 0.85), label=f"×{scale:g}")
         titles = (f"{act}: std of activations h_l (×1)", f"{act}: std of ∂L/∂z_l (×1)",
                   f"{act}, {ref} × scale: std of ∂L/∂z_l")
@@ -80,12 +81,14 @@ def plot_final_loss(sweep: InitSweep, path: str | Path) -> Path:
     """Heat map per activation: rows scheme × distribution, columns scale; a cell shows the
     mean final training loss over seeds, or how many seeds diverged. The text is white on
     dark cells and black on light ones (by the cell colour's luminance)."""
-    activations = sorted({c.activation for c in sweep.cells}, key=["relu", "tanh"].index)
-    scales = sorted({c.scale for c in sweep.cells})
-    rows = sorted({(c.scheme, c.distribution) for c in sweep.cells},
-                  key=lambda r: (list(SCHEME_COLORS).index(r[0]), r[1]))
-    by = {(c.activation, c.scheme, c.distribution, c.scale): c for c in sweep.cells}
-    finite = [c.mean for c in sweep.cells if math.isfinite(c.mean)]
+    cells = sweep.cells
+    activations = sorted({cell.activation for cell in cells}, key=["relu", "tanh"].index)
+    scales = sorted({cell.scale for cell in cells})
+    rows = sorted({(cell.scheme, cell.distribution) for cell in cells},
+                  key=lambda row: (list(SCHEME_COLORS).index(row[0]), row[1]))
+    by_key = {(cell.activation, cell.scheme, cell.distribution, cell.scale): cell
+              for cell in cells}
+    finite = [cell.mean for cell in cells if math.isfinite(cell.mean)]
     vmax = max(finite) if finite else 1.0
     fig = Figure(figsize=(5.2 * len(activations), 0.5 * len(rows) + 1.8))
     axes = fig.subplots(1, len(activations), squeeze=False)[0]
@@ -95,26 +98,27 @@ def plot_final_loss(sweep: InitSweep, path: str | Path) -> Path:
         texts: dict[tuple[int, int], str] = {}
         for i, (scheme, dist) in enumerate(rows):
             for j, scale in enumerate(scales):
-                cell = by.get((act, scheme, dist, scale))
+                cell = by_key.get((act, scheme, dist, scale))
                 if cell is None:
                     continue
-                n = len(cell.losses) + cell.diverged + cell.failed
+                runs = len(cell.losses) + cell.diverged + cell.failed
                 grid[i, j] = cell.mean  # NaN when no seed finished: the grey background
                 if cell.clean:
                     texts[i, j] = f"{cell.mean:.3f}"
                 elif cell.losses:
-                    texts[i, j] = f"{cell.mean:.3f}\n{cell.diverged + cell.failed}/{n} div"
+                    texts[i, j] = f"{cell.mean:.3f}\n{cell.diverged + cell.failed}/{runs} div"
                 else:
-                    texts[i, j] = f"diverged\n{cell.diverged + cell.failed}/{n}"
+                    texts[i, j] = f"diverged\n{cell.diverged + cell.failed}/{runs}"
         image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=vmax, aspect="auto")
         ax.set_facecolor("#dddddd")
         for (i, j), text in texts.items():
             color = (DIVERGED_TEXT if math.isnan(grid[i, j])
                      else text_color_on(image.to_rgba(grid[i, j])))
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
-        ax.set_xticks(range(len(scales)), [f"×{s:g}" for s in scales])
+        ax.set_xticks(range(len(scales)), [f"×{scale:g}" for scale in scales])
         first = ax is axes[0]  # the rows are the same in every panel: label them once
-        ax.set_yticks(range(len(rows)), [f"{s}, {d}" for s, d in rows] if first else [],
+        ax.set_yticks(range(len(rows)), [f"{scheme}, {dist}" for scheme, dist in rows]
+                      if first else [],
                       fontsize=8)
         ax.set(xlabel="init scale multiplier", title=f"{act}: mean final training loss")
     if image is not None:

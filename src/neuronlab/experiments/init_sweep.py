@@ -7,7 +7,10 @@
    runs (``train(compose(...))``), one folder per run named like Hydra's multirun names it, so
    ``neuronlab-train -m experiment=init_sweep`` and this driver fill (and skip) the same runs.
 
-    python -m neuronlab.experiments.init_sweep --out multirun/init_sweep
+The runs' configs are composed by the ``compose`` the caller passes in
+(``neuronlab.config.compose``): the configuration layer sits above the experiments.
+
+    neuronlab-init-sweep --out multirun/init_sweep      # neuronlab.cli.init_sweep
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +32,7 @@ from .signal import Signal, signal_propagation
 EXPERIMENT = "init_sweep"
 DEPTH = {"relu": 20, "tanh": 10}  # the depths the claims are stated for
 FINAL = "train/loss_epoch"
+Compose = Callable[[list[str]], Any]  # Hydra overrides → a run config, as config.compose
 
 
 def sweep_params(experiment: str = EXPERIMENT) -> dict[str, str]:
@@ -46,14 +50,14 @@ def job_overrides(params: dict[str, str], extra: list[str] | None = None) -> lis
     replaces a swept key of the same name)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    lines = [f"{k}={v}" for k, v in params.items()] + list(extra or [])
+    lines = [f"{key}={values}" for key, values in params.items()] + list(extra or [])
     choices: dict[str, list[str]] = {}
-    for o in OverridesParser.create().parse_overrides(lines):
-        key = o.get_key_element()
-        if o.is_sweep_override():
-            choices[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+    for override in OverridesParser.create().parse_overrides(lines):
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
         else:
-            choices[key] = [f"{key}={o.get_value_element_as_str()}"]
+            choices[key] = [f"{key}={override.get_value_element_as_str()}"]
     return [list(job) for job in itertools.product(*choices.values())]
 
 
@@ -101,12 +105,14 @@ class InitSweep:
 
     def signal(self, activation: str, scheme: str, distribution: str = "normal",
                scale: float = 1.0) -> Signal:
-        return next(s for s in self.signals if (s.activation, s.scheme, s.distribution,
-                                                s.scale) == (activation, scheme, distribution,
-                                                             float(scale)))
+        wanted = (activation, scheme, distribution, float(scale))
+        return next(signal for signal in self.signals
+                    if (signal.activation, signal.scheme, signal.distribution,
+                        signal.scale) == wanted)
 
 
-def _values(params: dict[str, str], key: str) -> list[Any]:
+def swept_values(params: dict[str, str], key: str) -> list[Any]:
+    """The values ``params`` sweeps ``key`` over, parsed as YAML (``"0.1,1"`` → [0.1, 1])."""
     import yaml
 
     return [yaml.safe_load(v) for v in params[key].split(",")]
@@ -115,46 +121,54 @@ def _values(params: dict[str, str], key: str) -> list[Any]:
 def run_signals(params: dict[str, str], width: int = 256, batch: int = 512,
                 draws: int = 3) -> list[Signal]:
     """Signal propagation at init over the sweep's activation × scheme × distribution × scale."""
-    grid = itertools.product(*(_values(params, k) for k in ("model.activation", "init.scheme",
-                                                            "init.distribution", "init.scale")))
-    return [signal_propagation(a, s, d, float(x), depth=DEPTH.get(a, 10), width=width,
-                               batch=batch, draws=draws) for a, s, d, x in grid]
+    grid = itertools.product(*(swept_values(params, key) for key in (
+        "model.activation", "init.scheme", "init.distribution", "init.scale")))
+    return [signal_propagation(activation, scheme, distribution, float(scale),
+                               depth=DEPTH.get(activation, 10), width=width, batch=batch,
+                               draws=draws)
+            for activation, scheme, distribution, scale in grid]
 
 
 @contextmanager
-def _threads(n: int | None) -> Iterator[None]:
+def _threads(count: int | None) -> Iterator[None]:
     import torch
 
     before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
+    if count:
+        torch.set_num_threads(count)
     try:
         yield
     finally:
         torch.set_num_threads(before)
 
 
-def run_training(out_dir: str | Path, params: dict[str, str], extra: list[str] | None = None,
-                 threads: int | None = 1) -> list[Cell]:
+def run_training(out_dir: str | Path, params: dict[str, str], compose: Compose,
+                 extra: list[str] | None = None, threads: int | None = 1) -> list[Cell]:
     """Train every job of the grid (finished runs are skipped by ``train``) and collect the
     final training loss per cell; diverged and failed runs are counted, not averaged.
-    ``threads``: torch threads while training (these networks are tiny: more threads only
-    fight over the cores, up to 10× slower on a busy machine); ``None`` leaves it."""
+
+    Args:
+        out_dir: the sweep folder; each job trains in ``out_dir / run_name(job)``.
+        params: the swept keys (:func:`sweep_params`).
+        compose: Hydra overrides → the run's config (``neuronlab.config.compose``).
+        extra: overrides for every job (``trainer.max_epochs=3``; ``seed=0,1`` sweeps fewer).
+        threads: torch threads while training (these networks are tiny: more threads only
+            fight over the cores, up to 10× slower on a busy machine); ``None`` leaves it.
+    """
     if "'" in str(Path(out_dir).resolve()):
         raise ValueError(f"out_dir={str(out_dir)!r}: a quote in the path cannot be passed to Hydra")
     with _threads(threads):
-        return _train_cells(Path(out_dir), params, extra)
+        return _train_cells(Path(out_dir), params, compose, extra)
 
 
-def _train_cells(out_dir: Path, params: dict[str, str], extra: list[str] | None) -> list[Cell]:
-    from ..config import compose
+def _train_cells(out_dir: Path, params: dict[str, str], compose: Compose,
+                 extra: list[str] | None) -> list[Cell]:
     from ..training.run import train
 
     cells: dict[tuple, Cell] = {}
     for job in job_overrides(params, extra):
         run_dir = out_dir / run_name(job)
-        # quoted: a Hydra-style folder name holds '=' and ',' (compose(output_dir=) does not
-        # quote it)
+        # quoted: a Hydra-style folder name holds '=' and ','
         record = train(compose([f"experiment={EXPERIMENT}", *job,
                                 f"paths.output_dir='{run_dir.resolve()}'"]))
         key = _cell_key(job)
@@ -172,7 +186,8 @@ def _train_cells(out_dir: Path, params: dict[str, str], extra: list[str] | None)
 def _cell_key(job: list[str]) -> tuple[str, str, str, float]:
     import yaml
 
-    chosen = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in job)}
+    chosen = {key: yaml.safe_load(value)
+              for key, value in (override.split("=", 1) for override in job)}
     return (str(chosen["model.activation"]), str(chosen["init.scheme"]),
             str(chosen["init.distribution"]), float(chosen["init.scale"]))
 
@@ -197,10 +212,10 @@ def check_claims(signals: list[Signal], cells: list[Cell]) -> list[Claim]:
     for scale, expected, test in ((1.0, "within ×20 (1/20–20)", lambda r: 1 / 20 <= r <= 20),
                                   (0.5, "< 1e-3 (vanishes)", lambda r: r < 1e-3),
                                   (10.0, "> 1e3 (explodes)", lambda r: r > 1e3)):
-        s = sweep.signal("tanh", "xavier", scale=scale)
-        claims.append(Claim(f"tanh Xavier ×{scale:g}, {len(s.grad_var)} layers: "
-                            "Var(∂L/∂z_1)/Var(∂L/∂z_L)", s.grad_ratio, expected,
-                            bool(test(s.grad_ratio))))
+        tanh = sweep.signal("tanh", "xavier", scale=scale)
+        claims.append(Claim(f"tanh Xavier ×{scale:g}, {len(tanh.grad_var)} layers: "
+                            "Var(∂L/∂z_1)/Var(∂L/∂z_L)", tanh.grad_ratio, expected,
+                            bool(test(tanh.grad_ratio))))
     if not cells:
         return claims
     gap, spread = distribution_gap(cells)
@@ -214,51 +229,55 @@ def distribution_gap(cells: list[Cell]) -> tuple[float, float]:
     """(mean over (activation, scheme, scale) of |mean loss normal − mean loss uniform|,
     mean over (activation, scheme, distribution) of max − min over scales of the mean loss),
     both from cells whose seeds all finished ok."""
-    by = {(c.activation, c.scheme, c.distribution, c.scale): c for c in cells if c.clean}
-    gaps = [abs(by[(a, s, "normal", x)].mean - by[(a, s, "uniform", x)].mean)
-            for (a, s, d, x) in by if d == "normal" and (a, s, "uniform", x) in by]
-    ranges = []
-    for a, s, d in {(a, s, d) for (a, s, d, _) in by}:
-        means = [c.mean for (a2, s2, d2, _), c in by.items() if (a2, s2, d2) == (a, s, d)]
-        if len(means) > 1:
-            ranges.append(max(means) - min(means))
+    by_key = {(c.activation, c.scheme, c.distribution, c.scale): c for c in cells if c.clean}
+    gaps = [abs(by_key[(activation, scheme, "normal", scale)].mean
+                - by_key[(activation, scheme, "uniform", scale)].mean)
+            for (activation, scheme, distribution, scale) in by_key
+            if distribution == "normal" and (activation, scheme, "uniform", scale) in by_key]
+    means_over_scales: dict[tuple[str, str, str], list[float]] = {}
+    for (activation, scheme, distribution, _), cell in by_key.items():
+        means_over_scales.setdefault((activation, scheme, distribution), []).append(cell.mean)
+    ranges = [max(means) - min(means) for means in means_over_scales.values() if len(means) > 1]
     return (float(np.mean(gaps)) if gaps else math.nan,
             float(np.mean(ranges)) if ranges else math.nan)
 
 
-def run_init_sweep(out_dir: str | Path, extra: list[str] | None = None, width: int = 256,
-                   batch: int = 512, draws: int = 3, train: bool = True) -> InitSweep:
+def run_init_sweep(out_dir: str | Path, compose: Compose, extra: list[str] | None = None,
+                   width: int = 256, batch: int = 512, draws: int = 3,
+                   train: bool = True) -> InitSweep:
     """Both parts, the claims checked, ``init_sweep.json`` and the two pictures written into
-    ``out_dir``. ``extra``: overrides for every training run (``trainer.max_epochs=3``, or
-    ``seed=0,1`` to sweep fewer seeds); ``train=False`` measures at init only."""
+    ``out_dir``. ``compose``: overrides → run config (``neuronlab.config.compose``);
+    ``extra``: overrides for every training run (``trainer.max_epochs=3``, or ``seed=0,1`` to
+    sweep fewer seeds); ``train=False`` measures at init only."""
     import time
 
     from .init_plots import plot_final_loss, plot_signals
 
     out_dir = Path(out_dir)
     params = sweep_params()
-    t0 = time.perf_counter()
+    start = time.perf_counter()
     signals = run_signals(params, width=width, batch=batch, draws=draws)
-    t1 = time.perf_counter()
-    cells = run_training(out_dir, params, extra) if train else []
-    t2 = time.perf_counter()
+    signals_done = time.perf_counter()
+    cells = run_training(out_dir, params, compose, extra) if train else []
+    training_done = time.perf_counter()
     result = InitSweep(signals, cells, check_claims(signals, cells),
-                       {"signal": round(t1 - t0, 1), "training": round(t2 - t1, 1)})
+                       {"signal": round(signals_done - start, 1),
+                        "training": round(training_done - signals_done, 1)})
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_signals(result, out_dir / "init_signal.png")
     if cells:
         plot_final_loss(result, out_dir / "init_final_loss.png")
     summary = {"claims": [asdict(c) for c in result.claims], "seconds": result.seconds,
                "cells": [{**asdict(c), "mean": c.mean} for c in cells],
-               "signals": [{"activation": s.activation, "scheme": s.scheme,
-                            "distribution": s.distribution, "scale": s.scale,
-                            "act_var": s.act_var.tolist(), "grad_var": s.grad_var.tolist()}
-                           for s in signals]}
+               "signals": [{"activation": signal.activation, "scheme": signal.scheme,
+                            "distribution": signal.distribution, "scale": signal.scale,
+                            "act_var": signal.act_var.tolist(),
+                            "grad_var": signal.grad_var.tolist()}
+                           for signal in signals]}
     (out_dir / "init_sweep.json").write_text(json.dumps(summary, indent=1) + "\n")
     return result
 
 
-if __name__ == "__main__":
-    from ..cli.experiment import main_init_sweep
-
-    main_init_sweep()
+if __name__ == "__main__":  # the command moved to the entry layer: say where, do not run
+    raise SystemExit("the init sweep's command is `neuronlab-init-sweep` (or `python -m "
+                     "neuronlab.cli.init_sweep`), with the same options")

@@ -30,6 +30,7 @@ that converge.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,18 +173,19 @@ def plot_range_test(test: RangeTest, path: str | Path,
     rates a sweep found converging (shaded) when given."""
     from matplotlib.figure import Figure
 
-    s = test.suggestion
+    ours = test.suggestion
     fig = Figure(figsize=(7, 4.2))
     ax = fig.add_subplot()
     ax.plot(test.lrs, test.losses, ".", ms=3, color="#999999", label="raw loss per step")
-    ax.plot(test.lrs[: s.stop], s.smoothed, color="#1f77b4", lw=2,
+    ax.plot(test.lrs[: ours.stop], ours.smoothed, color="#1f77b4", lw=2,
             label="median + centered mean (ours)")
     ax.plot(test.lrs, test.lightning_losses, color="#ff7f0e", lw=1, ls="--",
             label="Lightning's EMA (β=0.98)")
     if band is not None:
         ax.axvspan(*band, color="#2ca02c", alpha=0.12, label="sweep: converges")
-    if s.lr is not None:
-        ax.axvline(s.lr, color="#1f77b4", lw=1.5, label=f"ours, middle of descent: {s.lr:.3g}")
+    if ours.lr is not None:
+        ax.axvline(ours.lr, color="#1f77b4", lw=1.5,
+                   label=f"ours, middle of descent: {ours.lr:.3g}")
     if test.steepest.lr is not None:
         ax.axvline(test.steepest.lr, color="#1f77b4", lw=1, ls="--",
                    label=f"steepest descent: {test.steepest.lr:.3g}")
@@ -200,3 +202,16 @@ def plot_range_test(test: RangeTest, path: str | Path,
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     return path
+
+
+def save_range_test(test: RangeTest, out_dir: str | Path,
+                    band: tuple[float, float] | None = None) -> Path:
+    """Write ``lr_find.png`` (:func:`plot_range_test`) and ``lr_find.json`` (rates, raw
+    losses, the three suggestions, the band) into ``out_dir``; returns the picture's path."""
+    out_dir = Path(out_dir)
+    picture = plot_range_test(test, out_dir / "lr_find.png", band=band)
+    (out_dir / "lr_find.json").write_text(json.dumps({
+        "lr": test.lrs.tolist(), "loss": test.losses.tolist(),
+        "suggestion": test.suggestion.lr, "steepest": test.steepest.lr,
+        "lightning": test.lightning_lr, "band": band}, indent=1) + "\n")
+    return picture

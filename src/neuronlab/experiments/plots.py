@@ -191,13 +191,13 @@ def plot_final_vs(runs: list[Run], key: str, keys: list[str], metric: str,
                 label=name or f"{metric} (ok runs)")
         if any(len(v) > 1 for v in by_x.values()):
             ax.plot([x for x, _ in ok], [y for _, y in ok], ".", color=color, alpha=0.5)
-        for r in members:
-            if r.status in ("diverged", "failed"):
-                ax.plot(r.params[key], 0.96, "x" if r.status == "diverged" else "s",
+        for run in members:
+            if run.status in ("diverged", "failed"):
+                ax.plot(run.params[key], 0.96, "x" if run.status == "diverged" else "s",
                         color="red", ms=9, mew=2, transform=ax.get_xaxis_transform(),
-                        label=None if r.status in labelled else
-                        {"diverged": "diverged (loss → ∞)"}.get(r.status, r.status))
-                labelled.add(r.status)
+                        label=None if run.status in labelled else
+                        {"diverged": "diverged (loss → ∞)"}.get(run.status, run.status))
+                labelled.add(run.status)
     lo, hi = min(xs), max(xs)
     if lo > 0 and hi / lo >= 100:  # rates, scales: log-spaced
         ax.set_xscale("log")
@@ -237,11 +237,11 @@ def plot_feature_weights(runs: list[Run], path: Path) -> Path | None:
     ax.tick_params(axis="x", labelsize=8)
     if traced:
         ax2 = fig.add_subplot(1, 2, 2)
-        for i, r in enumerate(traced):
-            steps = r.weight_trace["steps"]
-            for n, color in zip(names, colors, strict=True):
-                ax2.plot(steps, r.weight_trace["weights"][n], color=color, lw=1, alpha=0.7,
-                         label=n if i == 0 else None)
+        for i, run in enumerate(traced):
+            steps = run.weight_trace["steps"]
+            for name, color in zip(names, colors, strict=True):
+                ax2.plot(steps, run.weight_trace["weights"][name], color=color, lw=1, alpha=0.7,
+                         label=name if i == 0 else None)
         ax2.axhline(0, color="black", lw=0.8)
         ax2.set(xlabel="step", ylabel="weight", title="the weights over training (every run)")
         ax2.legend(fontsize=8)

@@ -49,7 +49,7 @@ class Report:
         return {s: counted.get(s, 0) for s in STATUSES if counted.get(s)}
 
     def summary(self) -> str:
-        counts = ", ".join(f"{n} {s}" for s, n in self.counts().items())
+        counts = ", ".join(f"{count} {status}" for status, count in self.counts().items())
         swept = ", ".join(self.swept) or "nothing (one setting)"
         return f"{len(self.runs)} runs ({counts}); swept: {swept}"
 
@@ -58,8 +58,8 @@ class Report:
         done = [r.feature_weights for r in self.runs if r.status == "ok" and r.feature_weights]
         if not done:
             return []
-        return [(n, float(np.mean(v)), float(np.min(v)), float(np.max(v)))
-                for n in done[0] for v in [[w[n] for w in done]]]
+        return [(name, float(np.mean(values)), float(np.min(values)), float(np.max(values)))
+                for name in done[0] for values in [[weights[name] for weights in done]]]
 
     def to_markdown(self) -> str:
         lines = [f"# Sweep report: `{self.sweep_dir}`", "", self.summary() + ".", ""]
@@ -71,7 +71,8 @@ class Report:
         if weights:
             lines += ["", "## The neuron's weights (runs that finished ok)", "",
                       "| feature | mean | min | max |", "| --- | --- | --- | --- |"]
-            lines += [f"| {n} | {m:+.3f} | {lo:+.3f} | {hi:+.3f} |" for n, m, lo, hi in weights]
+            lines += [f"| {name} | {mean:+.3f} | {lo:+.3f} | {hi:+.3f} |"
+                      for name, mean, lo, hi in weights]
         pictures = [p for p in self.files if p.suffix == ".png"]
         if pictures:
             lines += ["", "## Pictures", ""]
@@ -102,12 +103,13 @@ def _table(runs: list[Run], swept: list[str]) -> tuple[list[str], list[list[str]
     header += ["init"] if with_init else []
     header += ["s"]
     rows = []
-    for r in runs:
+    for run in runs:
         # a run that did not finish ok has no final value: its last epoch would mislead
-        values = [_cell(r.final(k)) if r.status == "ok" else "—" for k in metrics]
-        row = [str(r.params.get(k)) for k in swept] + [status_text(r), str(r.steps), *values]
-        row += [(r.init_sha256 or "—")[:8]] if with_init else []
-        row += [f"{r.seconds:.1f}" if r.seconds is not None else "—"]
+        values = [_cell(run.final(key)) if run.status == "ok" else "—" for key in metrics]
+        row = [str(run.params.get(key)) for key in swept]
+        row += [status_text(run), str(run.steps), *values]
+        row += [(run.init_sha256 or "—")[:8]] if with_init else []
+        row += [f"{run.seconds:.1f}" if run.seconds is not None else "—"]
         rows.append(row)
     return header, rows
 
@@ -160,9 +162,9 @@ def _varying_overrides(runs: list[Run]) -> list[str]:
     common = set.intersection(*(set(r.overrides) for r in runs)) if runs else set()
     swept = swept_keys(runs)
     shown = []
-    for r in runs:
-        own = [o for o in r.overrides if o not in common]
-        shown.append(" ".join(own) or (label(r, swept) if swept else r.name))
+    for run in runs:
+        own = [override for override in run.overrides if override not in common]
+        shown.append(" ".join(own) or (label(run, swept) if swept else run.name))
     return shown
 
 

@@ -86,8 +86,8 @@ def signal_propagation(
     act_var = np.zeros(depth)
     grad_var = np.zeros(depth)
     act = get_activation(activation, "autograd")
-    for d in range(draws):
-        generator = torch.Generator().manual_seed(seed * 10_007 + d)
+    for draw in range(draws):
+        generator = torch.Generator().manual_seed(seed * 10_007 + draw)
         net = MLP([width] * (depth + 1), activation=activation, output_activation=activation,
                   backprop="autograd")
         initialize_(net, distribution=distribution, scheme=scheme, scale=scale,
@@ -103,7 +103,7 @@ def signal_propagation(
             outs.append(h)
         g = torch.randn(h.shape, generator=generator)  # (B, n)
         (h * g).sum().backward()
-        act_var += np.array([float(a.detach().double().var()) for a in outs])
+        act_var += np.array([float(out.detach().double().var()) for out in outs])
         grad_var += np.array([float(z.grad.double().var()) for z in pre])
     return Signal(activation, scheme, distribution, float(scale), act_var / draws,
                   grad_var / draws)

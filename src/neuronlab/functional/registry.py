@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import unknown_choice
 from . import activations as A
 from . import losses as L
 from .cross_entropy import CrossEntropyFunction
@@ -133,18 +134,6 @@ LOSSES: dict[str, tuple[Callable[..., Tensor], Callable[..., Tensor], bool]] = {
 }
 
 BACKPROP_MODES = ("manual", "autograd")
-
-
-def unknown_choice(key: str, value: str, allowed) -> ValueError:
-    """The error for a name that is not allowed: lists the allowed ones, suggests the closest."""
-    import difflib
-
-    allowed = sorted(allowed)
-    msg = f"{key}={value!r} is not one of: {', '.join(allowed)}"
-    close = difflib.get_close_matches(str(value), allowed, n=1)
-    if close:
-        msg += f" (did you mean {close[0]!r}?)"
-    return ValueError(msg)
 
 
 def get_activation(name: str, backprop: str = "manual") -> Callable[[Tensor], Tensor]:

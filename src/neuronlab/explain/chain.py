@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .data import load_dataset
-from .functional import binary_cross_entropy_with_logits
+from ..data import load_dataset
+from ..functional import binary_cross_entropy_with_logits
 
 TOLERANCE = 1e-10  # manual vs autograd, both in float64
 
@@ -66,13 +66,13 @@ class ChainReport:
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.backward + self.fused)
+        return all(row.ok for row in self.backward + self.fused)
 
     def value(self, node: str) -> float:
-        return next(r.value for r in self.forward if r.node == node)
+        return next(row.value for row in self.forward if row.node == node)
 
     def grad(self, node: str) -> float:
-        return next(r.manual for r in self.backward if r.node == node)
+        return next(row.manual for row in self.backward if row.node == node)
 
 
 def _neuron_autograd(x: list[float], w: list[float], b: float, y: float) -> dict[str, float]:
@@ -84,8 +84,8 @@ def _neuron_autograd(x: list[float], w: list[float], b: float, y: float) -> dict
     z = p.sum() + b_t
     a = torch.sigmoid(z)
     loss = -(y * torch.log(a) + (1 - y) * torch.log(1 - a))
-    for t in (p, z, a):
-        t.retain_grad()
+    for node in (p, z, a):
+        node.retain_grad()
     loss.backward()
     grads = {"L": 1.0, "a": a.grad.item(), "z": z.grad.item(), "b": b_t.grad.item()}
     for i in range(len(x)):
@@ -107,15 +107,16 @@ def chain_rule_neuron(seed: int = 0, example: int = 0, weight_std: float = 0.5) 
         A `ChainReport`; ``report.ok`` is True when every manual gradient equals autograd's
         within `TOLERANCE`.
     """
-    ds = load_dataset("cats", seed=seed)
-    if not 0 <= example < len(ds):
-        raise ValueError(f"example={example} is not a row of the cats data (0..{len(ds) - 1})")
+    dataset = load_dataset("cats", seed=seed)
+    if not 0 <= example < len(dataset):
+        raise ValueError(f"example={example} is not a row of the cats data "
+                         f"(0..{len(dataset) - 1})")
     gen = torch.Generator().manual_seed(seed)
-    params = torch.randn(ds.n_features + 1, generator=gen, dtype=torch.float64) * weight_std
-    x = [float(v) for v in ds.x[example].double()]
+    params = torch.randn(dataset.n_features + 1, generator=gen, dtype=torch.float64) * weight_std
+    x = [float(v) for v in dataset.x[example].double()]
     w, b = [float(v) for v in params[:-1]], float(params[-1])
-    y = float(ds.y[example])
-    names = ds.feature_names  # one per entry of x and of w
+    y = float(dataset.y[example])
+    names = dataset.feature_names  # one per entry of x and of w
 
     # ---- forward, node by node
     p = [xi * wi for xi, wi in zip(x, w, strict=True)]
@@ -175,7 +176,7 @@ class NodeReport:
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.rows)
+        return all(row.ok for row in self.rows)
 
 
 NODE_FUNCTION = "z = h(x, y) = x·y + sin(x),  L = z²"

@@ -1,7 +1,8 @@
-"""The init sweep's command line: ``python -m neuronlab.experiments.init_sweep``.
+"""``neuronlab-init-sweep``: the init sweep (``neuronlab.experiments.init_sweep``) from the
+command line.
 
-    python -m neuronlab.experiments.init_sweep --out multirun/init_sweep
-    python -m neuronlab.experiments.init_sweep --out /tmp/init seed=0 trainer.max_epochs=3
+    neuronlab-init-sweep --out multirun/init_sweep
+    neuronlab-init-sweep --out /tmp/init seed=0 trainer.max_epochs=3
 
 Measures signal propagation at init, trains the ``experiment=init_sweep`` grid (finished
 runs are skipped), prints each claim with its number and the final-loss table, and writes
@@ -15,41 +16,46 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from ..experiments.init_sweep import InitSweep
 
-def print_init_sweep(result, console: Console) -> None:
+
+def print_init_sweep(result: InitSweep, console: Console) -> None:
     """The claims (value, expectation, verdict), then mean final loss per cell."""
     table = Table(title="init claims, measured")
     for col in ("claim", "measured", "expected", ""):
         table.add_column(col, justify="right" if col == "measured" else "left")
-    for c in result.claims:
-        table.add_row(c.name, f"{c.value:.3g}", c.expected,
-                      "[bold green]holds[/]" if c.holds else "[bold red]does not hold[/]")
+    for claim in result.claims:
+        table.add_row(claim.name, f"{claim.value:.3g}", claim.expected,
+                      "[bold green]holds[/]" if claim.holds else "[bold red]does not hold[/]")
     console.print(table)
     if not result.cells:
         return
-    scales = sorted({c.scale for c in result.cells})
+    scales = sorted({cell.scale for cell in result.cells})
     losses = Table(title="mean final training loss over seeds (div = diverged runs)")
     for col in ("activation", "scheme", "distribution", *(f"×{s:g}" for s in scales)):
         losses.add_column(col, justify="left" if not col.startswith("×") else "right")
     rows: dict[tuple, dict[float, str]] = {}
-    for c in result.cells:
-        n = len(c.losses) + c.diverged + c.failed
-        text = f"{c.mean:.3f}" if c.losses else ""
-        if c.diverged or c.failed:
-            text = f"{text} [red]{c.diverged + c.failed}/{n} div[/]".strip()
-        rows.setdefault((c.activation, c.scheme, c.distribution), {})[c.scale] = text
+    for cell in result.cells:
+        runs = len(cell.losses) + cell.diverged + cell.failed
+        text = f"{cell.mean:.3f}" if cell.losses else ""
+        if cell.diverged or cell.failed:
+            text = f"{text} [red]{cell.diverged + cell.failed}/{runs} div[/]".strip()
+        rows.setdefault((cell.activation, cell.scheme, cell.distribution), {})[cell.scale] = text
     for key, by_scale in rows.items():
-        losses.add_row(*key, *(by_scale.get(s, "") for s in scales))
+        losses.add_row(*key, *(by_scale.get(scale, "") for scale in scales))
     console.print(losses)
 
 
-def main_init_sweep(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m neuronlab.experiments.init_sweep",
-                                     description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuronlab-init-sweep",
+                                     description="Init: the distribution matters little, the "
+                                     "scale a lot — measured at init and after training.")
     parser.add_argument("overrides", nargs="*",
                         help="Hydra overrides for every training run (seed=0,1 sweeps fewer)")
     parser.add_argument("--out", default="multirun/init_sweep", help="the sweep folder")
@@ -57,7 +63,12 @@ def main_init_sweep(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=512, help="rows of the input batch")
     parser.add_argument("--draws", type=int, default=3, help="draws averaged at init")
     parser.add_argument("--no-train", action="store_true", help="measure at init only")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sweep and print it; 0 when every claim holds, 1 otherwise."""
+    args = build_parser().parse_args(argv)
     import matplotlib
     import torch
 
@@ -66,18 +77,19 @@ def main_init_sweep(argv: Sequence[str] | None = None) -> None:
     from .train import quiet_lightning
 
     quiet_lightning()
+    from ..config import compose
     from ..experiments.init_sweep import run_init_sweep
 
     start = time.perf_counter()
-    result = run_init_sweep(args.out, extra=args.overrides, width=args.width, batch=args.batch,
-                            draws=args.draws, train=not args.no_train)
+    result = run_init_sweep(args.out, compose, extra=args.overrides, width=args.width,
+                            batch=args.batch, draws=args.draws, train=not args.no_train)
     console = Console() if Console().is_terminal else Console(width=120)
     print_init_sweep(result, console)
     console.print(f"signal propagation {result.seconds['signal']:.1f} s, training "
                   f"{result.seconds['training']:.1f} s, total {time.perf_counter() - start:.1f} s;"
                   f" pictures and init_sweep.json in {args.out}")
-    sys.exit(0 if all(c.holds for c in result.claims) else 1)
+    return 0 if all(claim.holds for claim in result.claims) else 1
 
 
 if __name__ == "__main__":
-    main_init_sweep()
+    sys.exit(main())

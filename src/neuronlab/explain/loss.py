@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .data import load_dataset
+from ..data import load_dataset
 
 TOLERANCE = 1e-10  # gradients, float64
 LN_C_TOLERANCE = 1e-12
@@ -45,11 +45,11 @@ class Claim:
 def real_batch(name: str, batch: int = 32, seed: int = 0) -> tuple[Tensor, Tensor, int]:
     """``batch`` rows of the data set ``name`` drawn with ``seed``: x (B, n_features) float64,
     y (B,) int64, and the number of classes."""
-    ds = load_dataset(name, seed=seed)
-    if not 1 <= batch <= len(ds):
-        raise ValueError(f"batch={batch} must be between 1 and {len(ds)} (rows of {name!r})")
-    rows = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:batch]
-    return ds.x[rows].double(), ds.y[rows], ds.n_classes
+    dataset = load_dataset(name, seed=seed)
+    if not 1 <= batch <= len(dataset):
+        raise ValueError(f"batch={batch} must be between 1 and {len(dataset)} (rows of {name!r})")
+    rows = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:batch]
+    return dataset.x[rows].double(), dataset.y[rows], dataset.n_classes
 
 
 def _grad(loss_fn, input: Tensor) -> Tensor:
@@ -66,28 +66,28 @@ def ln_c_claim(n_classes: int = 10, batch: int = 32, seed: int = 0) -> Claim:
             10: digits).
     """
     if n_classes not in LN_C_DATASETS:
-        allowed = ", ".join(str(c) for c in LN_C_DATASETS)
+        allowed = ", ".join(str(count) for count in LN_C_DATASETS)
         raise ValueError(f"n_classes={n_classes} is not one of: {allowed}")
     name = LN_C_DATASETS[n_classes]
-    _, y, c = real_batch(name, batch, seed)
-    logits = torch.zeros(len(y), c, dtype=torch.float64)  # (B, C): uniform predictions
+    _, y, classes = real_batch(name, batch, seed)
+    logits = torch.zeros(len(y), classes, dtype=torch.float64)  # (B, C): uniform predictions
     value = F.cross_entropy(logits, y).item()
     return Claim(
-        f"CE at equal logits, C={c} ({name})", "ln C", "the loss value",
-        math.log(c), value, abs(math.log(c) - value), LN_C_TOLERANCE,
+        f"CE at equal logits, C={classes} ({name})", "ln C", "the loss value",
+        math.log(classes), value, abs(math.log(classes) - value), LN_C_TOLERANCE,
     )
 
 
 def ce_grad_claim(batch: int = 32, seed: int = 0, zero_logits: bool = True) -> Claim:
     """∂CE/∂logits = (softmax − one-hot)/N on a ``digits`` batch, zero or random logits."""
-    _, y, c = real_batch("digits", batch, seed)
+    _, y, classes = real_batch("digits", batch, seed)
     n = len(y)
     if zero_logits:
-        logits = torch.zeros(n, c, dtype=torch.float64)  # (N, C)
+        logits = torch.zeros(n, classes, dtype=torch.float64)  # (N, C)
     else:
         gen = torch.Generator().manual_seed(seed)
-        logits = torch.randn(n, c, generator=gen, dtype=torch.float64) * 3
-    formula = (torch.softmax(logits, -1) - F.one_hot(y, c).double()) / n  # (N, C)
+        logits = torch.randn(n, classes, generator=gen, dtype=torch.float64) * 3
+    formula = (torch.softmax(logits, -1) - F.one_hot(y, classes).double()) / n  # (N, C)
     auto = _grad(lambda z: F.cross_entropy(z, y), logits)
     at = (0, int(y[0]))
     kind = "zero" if zero_logits else "random"
@@ -100,8 +100,8 @@ def ce_grad_claim(batch: int = 32, seed: int = 0, zero_logits: bool = True) -> C
 
 def mse_grad_claim(batch: int = 32, seed: int = 0) -> Claim:
     """∂MSE/∂ŷ = 2(ŷ − y)/N: one-hot ``digits`` targets, random predictions in [0, 1)."""
-    _, labels, c = real_batch("digits", batch, seed)
-    target = F.one_hot(labels, c).double()  # (B, C)
+    _, labels, classes = real_batch("digits", batch, seed)
+    target = F.one_hot(labels, classes).double()  # (B, C)
     gen = torch.Generator().manual_seed(seed)
     pred = torch.rand(target.shape, generator=gen, dtype=torch.float64)  # (B, C)
     formula = 2 * (pred - target) / target.numel()  # N = B·C values in the mean
@@ -130,7 +130,7 @@ def bce_grad_claim(batch: int = 32, seed: int = 0) -> Claim:
 def loss_claims(batch: int = 32, seed: int = 0) -> list[Claim]:
     """Every loss claim, in the order the text makes them."""
     return [
-        *(ln_c_claim(c, batch, seed) for c in LN_C_DATASETS),
+        *(ln_c_claim(n_classes, batch, seed) for n_classes in LN_C_DATASETS),
         ce_grad_claim(batch, seed, zero_logits=True),
         ce_grad_claim(batch, seed, zero_logits=False),
         mse_grad_claim(batch, seed),
