@@ -5,6 +5,7 @@ manual vs autograd gradients of whole models agree, and disagree when the manual
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -19,6 +20,12 @@ from neuronlab.gradcheck import (
     default_tolerance,
     grade,
     relative_error,
+)
+from neuronlab.gradcheck.rounding import (
+    error_ratios,
+    max_differences,
+    rounding_bounds,
+    unit_roundoff,
 )
 
 F64 = torch.float64
@@ -291,26 +298,30 @@ def _digits_like(n=32, n_in=6, n_classes=3, seed=0):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("kind, loss", [("neuron", "bce"), ("mlp", "cross_entropy"),
-                                        ("mlp", "mse")])
+@pytest.mark.parametrize("kind, loss", [("neuron", "bce"), ("neuron", "mse"),
+                                        ("mlp", "cross_entropy"), ("mlp", "mse"),
+                                        ("mlp", "bce")])
 def test_compare_gradients_passes(kind, loss, dtype):
     torch.manual_seed(0)
-    x, y = _digits_like(n_classes=2 if kind == "neuron" else 3)
-    model = Neuron(6) if kind == "neuron" else MLP([6, 8, 8, 3], activation="tanh")
+    n_out = 1 if kind == "neuron" or loss == "bce" else 3
+    x, y = _digits_like(n_classes=2 if n_out == 1 else 3)
+    model = Neuron(6) if kind == "neuron" else MLP([6, 8, 8, n_out], activation="tanh")
     model = model.to(dtype)
     model.backprop = "autograd"
     report = compare_gradients(model, x, y, loss=loss)
     assert report.ok, str(report)
-    assert report.tolerance == default_tolerance(dtype, "cpu")
+    assert report.tolerance == 1.0  # a multiple of each tensor's rounding bound
+    assert 0 <= report.worst < 0.5 and all(r.bound > 0 for r in report.rows)
     assert all(r.cosine > 1 - 1e-6 for r in report.rows)
     assert model.backprop == "autograd"  # mode restored
     assert all(p.grad is None for p in model.parameters())  # no state leaked
     d = report.to_dict()
     assert json.loads(json.dumps(d))["ok"] is True and len(d["rows"]) == len(report.rows)
+    assert "× bound" in str(report) and "rounding bound" in str(report)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_compare_gradients_low_precision_passes_with_its_tolerance(dtype):
+def test_compare_gradients_low_precision_passes_with_its_roundoff(dtype):
     torch.manual_seed(0)
     x, y = _digits_like(n=128)
     model = MLP([6, 16, 16, 3], activation="tanh").to(dtype)
@@ -318,6 +329,24 @@ def test_compare_gradients_low_precision_passes_with_its_tolerance(dtype):
         report = compare_gradients(model, x, y, loss=loss)
         assert report.ok, str(report)
         assert report.worst_relative > 0  # the two paths do round differently
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_compare_gradients_on_a_cancelling_batch_passes(dtype):
+    """Each input twice, once per label, and outputs near 0.5: every bias gradient is a sum
+    of ±0.5 terms that cancels to ~1e-5 of its terms. Relative to the gradient the rounding is
+    ~u/1e-5 (float32: ~1e-3, which a fixed relative tolerance of 1e-5 failed); relative to
+    the terms it is ~u, as always."""
+    torch.manual_seed(0)
+    model = MLP([6, 16, 2], activation="tanh").to(dtype)
+    with torch.no_grad():
+        model.layers[-1].weight.mul_(1e-4)
+    x = torch.randn(32, 6).repeat(2, 1)  # (64, 6)
+    y = torch.cat([torch.zeros(32), torch.ones(32)]).long()
+    report = compare_gradients(model, x, y, loss="cross_entropy")
+    assert report.ok, str(report)
+    bias = next(r for r in report.rows if r.name == "layers.1.bias")
+    assert bias.bound > 0 and bias.error < 0.5
 
 
 def test_compare_gradients_fails_on_the_right_parameters(monkeypatch):
@@ -329,6 +358,7 @@ def test_compare_gradients_fails_on_the_right_parameters(monkeypatch):
     assert not report.ok
     failed = {r.name for r in report.rows if not r.passed}
     assert failed == {"layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"}
+    assert all(r.error > 1e6 for r in report.rows if not r.passed)  # far beyond rounding
     assert "FAIL" in str(report) and "layers.2.weight" in str(report)
     assert model.backprop == "manual"
 
@@ -350,6 +380,23 @@ def test_default_tolerance():
     assert default_tolerance(torch.bfloat16, "cpu") > default_tolerance(torch.float16, "cpu")
     with pytest.raises(TypeError, match="dtype"):
         default_tolerance(torch.int64, "cpu")
+
+
+def test_unit_roundoff_and_the_rounding_rule():
+    assert unit_roundoff(torch.float64) == 2.0**-53 and unit_roundoff(torch.float32) == 2.0**-24
+    assert unit_roundoff(torch.float16) == 2.0**-11 and unit_roundoff(torch.bfloat16) == 2.0**-8
+    with pytest.raises(TypeError, match="dtype"):
+        unit_roundoff(torch.int64)
+    g = [torch.tensor([1.0, float("nan"), float("inf")]), torch.tensor([1.0, 2.0])]
+    r = [torch.tensor([1.0 + 2**-20, float("nan"), float("inf")]), torch.tensor([1.0, 3.0])]
+    diffs = max_differences(g, r)
+    assert diffs.tolist() == [2**-20, 1.0]  # NaN vs NaN and inf vs inf agree
+    assert max_differences([torch.tensor([float("nan")])], [torch.zeros(1)]).item() == math.inf
+    bounds = rounding_bounds([torch.tensor([4.0]), torch.tensor([0.0])], 2.0**-24)
+    assert bounds.tolist() == pytest.approx([16 * 2**-24 * 4 * (1 + 2**-10),
+                                             16 * 2**-24 * 4 * 2**-10])
+    assert error_ratios(torch.tensor([0.0, 1.0]), torch.tensor([0.0, 0.0])).tolist() == [
+        0.0, math.inf]
 
 
 def test_reference_mismatch_in_forward_is_reported():

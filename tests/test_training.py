@@ -106,7 +106,7 @@ def test_tensorboard_events_hold_scalars_histograms_and_audit(tmp_path):
     assert any(t.startswith("grad_audit/layers.0.weight") for t in scalars)
     assert "weights/layer0" in tags["histograms"] and "grads/layer1" in tags["histograms"]
     worst = [e.value for e in acc.Scalars("grad_audit/worst")]
-    assert worst and max(worst) < 1e-4
+    assert worst and max(worst) < 1  # multiples of the rounding bound: 1 is the alarm line
 
 
 def _final_weights(record: dict) -> dict[str, torch.Tensor]:

@@ -7,9 +7,12 @@
   wrong dtype (the final gradient then looks right), and whether a backward writes into its
   ``grad_output``.
 - :func:`compare_gradients` — a whole model: each parameter's gradient through the manual
-  Functions vs through autograd, same parameters, same batch.
+  Functions vs through autograd, same parameters, same batch. A model's gradient is a sum whose
+  terms cancel near a minimum, so its difference is judged against a *rounding bound*,
+  ``c·u·(size of the terms it is summed from)`` (:mod:`.rounding`); the training audit and
+  ``neuronlab-check``'s MLP row use the same rule.
 
-Relative error, everywhere here, is norm-wise per tensor:
+Relative error, for single ops, is norm-wise per tensor:
 ``rel(a, b) = ‖a − b‖∞ / max(‖a‖∞, ‖b‖∞, floor)`` — 0 when both are 0, ≥ 1 when one is 0 and
 the other not, never inflated by tiny entries. Against finite differences the floor is 1e5 ×
 FD's own rounding noise (≈ ε_mach·Σ|v|·|f|/eps), so a gradient too small for FD to resolve is
@@ -21,6 +24,7 @@ Grades: ``good`` (rel ≤ 1e-7), ``acceptable`` (≤ 1e-4, typical near kinks), 
 from ._common import ACCEPTABLE, GOOD, grade, relative_error
 from .function import FunctionReport, InputReport, check_function
 from .model import GradientReport, ParameterRow, compare_gradients, default_tolerance
+from .rounding import ROUNDING_FACTOR, gradient_terms, unit_roundoff
 
 __all__ = [
     "ACCEPTABLE",
@@ -29,9 +33,12 @@ __all__ = [
     "GradientReport",
     "InputReport",
     "ParameterRow",
+    "ROUNDING_FACTOR",
     "check_function",
     "compare_gradients",
     "default_tolerance",
     "grade",
+    "gradient_terms",
     "relative_error",
+    "unit_roundoff",
 ]

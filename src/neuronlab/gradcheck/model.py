@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -9,23 +10,26 @@ import torch
 from torch import Tensor, nn
 
 from ..functional.registry import LOSSES, get_loss
-from ._common import (
-    _F64,
-    _TINY,
-    _amax,
-    _table,
-    relative_error,
+from ._common import _F64, _TINY, _table, relative_error
+from .rounding import (
+    ROUNDING_FACTOR,
+    error_ratios,
+    gradient_terms,
+    max_differences,
+    rounding_bounds,
+    unit_roundoff,
 )
 
 # ---- compare_gradients -----------------------------------------------------------------
 
 
 def default_tolerance(dtype: torch.dtype, device: str | torch.device = "cpu") -> float:
-    """The relative error allowed between manual and autograd gradients in ``dtype``:
-    float64 1e-10, float32 1e-5 (1e-3 on CUDA with TF32 matmuls on), float16 2e-2, bfloat16
-    1e-1. Low precision needs room: summing over a batch cancels, and the two paths round
-    differently (digits MLP, 8 seeds: up to 4.9e-3 in float16, 6.1e-2 in bfloat16, 1.7e-6 in
-    float32). A real bug (a sign, a factor, a region) is off by ~0.3 to 2."""
+    """The relative error allowed between a *single op*'s manual and torch results on random
+    inputs (``neuronlab-check``'s per-op rows): float64 1e-10, float32 1e-5 (1e-3 on CUDA
+    with TF32 matmuls on), float16 2e-2, bfloat16 1e-1. Random inputs do not cancel, so a
+    relative error is meaningful there. A model's gradients on real data do cancel (a batch
+    sum near a minimum): :func:`compare_gradients` and the audit use the rounding bound of
+    :mod:`neuronlab.gradcheck.rounding` instead."""
     if dtype == torch.float32:
         tf32 = (torch.backends.cuda.matmul.allow_tf32
                 or torch.get_float32_matmul_precision() != "highest")
@@ -38,9 +42,14 @@ def default_tolerance(dtype: torch.dtype, device: str | torch.device = "cpu") ->
 
 @dataclass
 class ParameterRow:
+    """One parameter: its largest difference, the rounding bound, their ratio (≤ 1 passes
+    at tolerance 1), and for reading: the difference relative to the gradient, the cosine."""
+
     name: str
     shape: tuple[int, ...]
     max_abs_diff: float
+    bound: float
+    error: float  # max_abs_diff / bound
     max_rel_error: float
     cosine: float
     passed: bool
@@ -48,7 +57,12 @@ class ParameterRow:
 
 @dataclass
 class GradientReport:
-    """Manual vs autograd gradients of a model's parameters on one batch."""
+    """Manual vs autograd gradients of a model's parameters on one batch.
+
+    ``tolerance`` is the error allowed as a multiple of each tensor's rounding bound (see
+    :mod:`neuronlab.gradcheck.rounding`); the loss values get the same rule, with the size of
+    the loss's own terms (``loss_bound``).
+    """
 
     loss: str
     dtype: str
@@ -56,6 +70,7 @@ class GradientReport:
     tolerance: float
     loss_manual: float
     loss_autograd: float
+    loss_bound: float = 0.0
     rows: list[ParameterRow] = field(default_factory=list)
 
     @property
@@ -63,26 +78,40 @@ class GradientReport:
         return abs(self.loss_manual - self.loss_autograd) / max(abs(self.loss_autograd), _TINY)
 
     @property
+    def loss_error(self) -> float:
+        """The loss values' difference as a multiple of its rounding bound."""
+        diff = abs(self.loss_manual - self.loss_autograd)
+        return 0.0 if diff == 0 else diff / self.loss_bound if self.loss_bound else math.inf
+
+    @property
     def worst_relative(self) -> float:
         return max((r.max_rel_error for r in self.rows), default=0.0)
 
     @property
+    def worst(self) -> float:
+        """The largest difference as a multiple of its rounding bound (≤ tolerance passes)."""
+        return max((r.error for r in self.rows), default=0.0)
+
+    @property
     def ok(self) -> bool:
-        return all(r.passed for r in self.rows) and self.loss_relative <= self.tolerance
+        return all(r.passed for r in self.rows) and self.loss_error <= self.tolerance
 
     def to_dict(self) -> dict[str, Any]:
         rows = [{**asdict(r), "shape": list(r.shape)} for r in self.rows]
-        return {**asdict(self), "rows": rows, "ok": self.ok,
-                "worst_relative": self.worst_relative, "loss_relative": self.loss_relative}
+        return {**asdict(self), "rows": rows, "ok": self.ok, "worst": self.worst,
+                "worst_relative": self.worst_relative, "loss_relative": self.loss_relative,
+                "loss_error": self.loss_error}
 
     def __str__(self) -> str:
         head = (f"compare_gradients: {'OK' if self.ok else 'FAILED'} (loss={self.loss}, "
-                f"{self.dtype} on {self.device}, tolerance {self.tolerance:.0e}; loss manual "
-                f"{self.loss_manual:.6g} vs autograd {self.loss_autograd:.6g})")
-        rows = [(r.name, r.shape, f"{r.max_abs_diff:.2e}", f"{r.max_rel_error:.2e}",
-                 f"{r.cosine:.9f}", "PASS" if r.passed else "FAIL") for r in self.rows]
-        return head + "\n" + _table(("parameter", "shape", "max abs diff", "max rel err",
-                                     "cosine", ""), rows)
+                f"{self.dtype} on {self.device}; worst error {self.worst:.2g}× its rounding "
+                f"bound, tolerance {self.tolerance:g}×; loss manual {self.loss_manual:.6g} vs "
+                f"autograd {self.loss_autograd:.6g}, {self.loss_error:.2g}× its bound)")
+        rows = [(r.name, r.shape, f"{r.max_abs_diff:.2e}", f"{r.bound:.2e}", f"{r.error:.3f}",
+                 f"{r.max_rel_error:.2e}", f"{r.cosine:.9f}", "PASS" if r.passed else "FAIL")
+                for r in self.rows]
+        return head + "\n" + _table(("parameter", "shape", "max abs diff", "rounding bound",
+                                     "× bound", "max rel err", "cosine", ""), rows)
 
 
 def _cosine(a: Tensor, b: Tensor) -> float:
@@ -91,11 +120,36 @@ def _cosine(a: Tensor, b: Tensor) -> float:
     return (a @ b).item() / (na * nb) if na and nb else float(na == nb)
 
 
+def _targets_for(loss: str, out: Tensor, targets: Tensor) -> Tensor:
+    """``targets`` as the loss takes them (see :func:`compare_gradients`)."""
+    y = targets.to(out.device)
+    if loss == "mse" and not y.is_floating_point() and out.dim() == y.dim() + 1:
+        y = nn.functional.one_hot(y, out.shape[-1])
+    if loss != "cross_entropy":  # bce/mse: float targets shaped like the output
+        y = y.to(out.dtype).reshape(out.shape) if y.numel() == out.numel() else y
+    return y
+
+
+def _loss_value_terms(loss: str, out: Tensor, y: Tensor) -> float:
+    """The size of the terms the loss value is summed from (mean over the batch)."""
+    out, y = out.detach().to(_F64), y.detach().to(_F64) if y.is_floating_point() else y
+    if loss == "cross_entropy":  # logsumexp(z) − z_y
+        picked = out.gather(-1, y.unsqueeze(-1)).abs().squeeze(-1)
+        return (torch.logsumexp(out, -1).abs() + picked).mean().item()
+    if loss == "bce":  # max(z, 0) − z·y + log(1 + e^−|z|)
+        return (out.abs() * (1 + y.abs()) + 1).mean().item()
+    return ((out.abs() + y.abs()) ** 2).mean().item()  # mse: (ŷ − y)²
+
+
 @torch.enable_grad()
 def compare_gradients(model: nn.Module, inputs: Tensor, targets: Tensor,
                       loss: str = "cross_entropy",
                       tolerance: float | None = None) -> GradientReport:
     """Backprop one batch through ``model`` with ``backprop="manual"`` and ``"autograd"``.
+
+    Each parameter's largest difference is compared with its rounding bound
+    ``c·u·(size of the terms its gradient is summed from)`` (see
+    :mod:`neuronlab.gradcheck.rounding`): a difference rounding cannot explain fails.
 
     Args:
         model: a ``Neuron``, ``Layer`` or ``MLP`` (anything with ``backprop`` and
@@ -105,7 +159,7 @@ def compare_gradients(model: nn.Module, inputs: Tensor, targets: Tensor,
             shaped like the output (cast to its dtype; integer classes are one-hot for mse).
         loss: ``mse`` (on ``model(x)``), ``bce`` or ``cross_entropy`` (on the logits,
             ``model.pre_activation(x)``).
-        tolerance: the relative error allowed; default :func:`default_tolerance`.
+        tolerance: the difference allowed, as a multiple of the rounding bound; default 1.
     """
     if not isinstance(model, nn.Module) or not all(
             hasattr(model, a) for a in ("backprop", "pre_activation")):
@@ -119,30 +173,38 @@ def compare_gradients(model: nn.Module, inputs: Tensor, targets: Tensor,
     if not named:
         raise ValueError("model has no parameters that require grad")
     p0 = named[0][1]
-    tolerance = default_tolerance(p0.dtype, p0.device) if tolerance is None else tolerance
+    tolerance = 1.0 if tolerance is None else tolerance
     if not tolerance > 0:
-        raise ValueError(f"tolerance={tolerance!r} must be > 0")
+        raise ValueError(f"tolerance={tolerance!r} must be > 0 (a multiple of the rounding "
+                         "bound; 1 is the default)")
     x = inputs.to(device=p0.device, dtype=p0.dtype)  # (N, n_in)
     original, grads, values = model.backprop, {}, {}
     try:
         for mode in ("manual", "autograd"):
             model.backprop = mode
             out = model.pre_activation(x) if LOSSES[loss][2] else model(x)
-            y = targets.to(out.device)
-            if loss == "mse" and not y.is_floating_point() and out.dim() == y.dim() + 1:
-                y = nn.functional.one_hot(y, out.shape[-1])
-            if loss != "cross_entropy":  # bce/mse: float targets shaped like the output
-                y = y.to(out.dtype).reshape(out.shape) if y.numel() == out.numel() else y
+            y = _targets_for(loss, out, targets)
             value = get_loss(loss, mode)(out, y)
             values[mode] = value.item()
             grads[mode] = torch.autograd.grad(value, [p for _, p in named], allow_unused=True)
     finally:
         model.backprop = original
+    u = unit_roundoff(p0.dtype, p0.device)
+    terms = gradient_terms(model, x, targets, loss)
+    # a parameter a backward left without a gradient counts as a zero gradient
+    manual, auto = ([torch.zeros_like(p) if g is None else g
+                     for (_, p), g in zip(named, grads[mode], strict=True)]
+                    for mode in ("manual", "autograd"))
+    sizes = [terms.get(n, torch.zeros_like(p)) for n, p in named]
+    diffs = max_differences(manual, auto)
+    bounds = rounding_bounds(sizes, u).to(diffs)
+    ratios = error_ratios(diffs, bounds).tolist()
     report = GradientReport(loss, str(p0.dtype).removeprefix("torch."), str(p0.device),
-                            tolerance, values["manual"], values["autograd"])
-    for (name, p), gm, ga in zip(named, grads["manual"], grads["autograd"], strict=True):
-        gm, ga = (torch.zeros_like(p) if g is None else g for g in (gm, ga))
-        rel = relative_error(gm, ga)
-        report.rows.append(ParameterRow(name, tuple(p.shape), _amax(gm.to(_F64) - ga.to(_F64)),
-                                        rel, _cosine(gm, ga), rel <= tolerance))
+                            tolerance, values["manual"], values["autograd"],
+                            ROUNDING_FACTOR * u * _loss_value_terms(loss, out, y))
+    for (name, p), gm, ga, diff, bound, ratio in zip(named, manual, auto, diffs.tolist(),
+                                                     bounds.tolist(), ratios, strict=True):
+        report.rows.append(ParameterRow(name, tuple(p.shape), diff, bound, ratio,
+                                        relative_error(gm, ga), _cosine(gm, ga),
+                                        ratio <= tolerance))
     return report

@@ -23,6 +23,11 @@ class DivergenceGuard(L.Callback):
     step are kept on the device), but the run ends up to N−1 steps later.
     Before any checkpoint is written the parameters are checked too, so a checkpoint never
     holds non-finite weights: the last one kept is the last finite one.
+
+    Only the loss (unscaled, as ``training_step`` returned it) and the weights are watched,
+    never the gradients: under ``16-mixed`` GradScaler skips a step whose *scaled* gradients
+    overflow to inf/NaN and lowers its factor — routine, with a finite loss and the weights
+    left as they were, so it is not divergence. (The step still counts in ``global_step``.)
     """
 
     def __init__(self, max_loss: float = 1e6, check_every_n_steps: int = 1) -> None:
