@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import re
@@ -132,14 +133,15 @@ class PlantAt(L.Callback):
 
 def _activation(name: str, plant: str):
     def plant_it(mp):
-        mp.setitem(ACTIVATIONS, name, (PLANTS[plant].function.apply, ACTIVATIONS[name][1]))
+        mp.setitem(ACTIVATIONS, name,
+                   dataclasses.replace(ACTIVATIONS[name], manual=PLANTS[plant].function.apply))
     return plant_it
 
 
 def _loss(name: str, plant: str):
     def plant_it(mp):
-        _, reference, takes_logits = LOSSES[name]
-        mp.setitem(LOSSES, name, (PLANTS[plant].function.apply, reference, takes_logits))
+        mp.setitem(LOSSES, name,
+                   dataclasses.replace(LOSSES[name], manual=PLANTS[plant].function.apply))
     return plant_it
 
 

@@ -25,24 +25,15 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, is_number, require, require_choice, unknown_choice
+from .functional.registry import ACTIVATIONS
 from .schema import GroupConfig
 
 DISTRIBUTIONS = ("normal", "uniform")
 SCHEMES = ("fixed", "lecun", "xavier", "kaiming")  # the rules that give a std
 INIT_SCHEMES = (*SCHEMES, "zeros")  # what init.scheme may name: zeros sets every weight to 0
 
-# Gain of each activation for the kaiming rule: √(1 / E[a(z)²]/Var(z)) for z ~ N(0, 1)-ish.
-# relu √2 (half the inputs are zeroed); tanh 5/3 and sigmoid 1 as torch.nn.init.calculate_gain;
-# gelu and softplus are relu-like, so √2.
-ACTIVATION_GAINS = {
-    "identity": 1.0,
-    "sigmoid": 1.0,
-    "tanh": 5.0 / 3.0,
-    "relu": math.sqrt(2.0),
-    "leaky_relu": math.sqrt(2.0 / (1 + 0.01**2)),
-    "gelu": math.sqrt(2.0),
-    "softplus": math.sqrt(2.0),
-}
+# Gain of each activation for the kaiming rule (kept with the activation, in the op registry)
+ACTIVATION_GAINS = {name: entry.gain for name, entry in ACTIVATIONS.items()}
 
 
 @dataclass

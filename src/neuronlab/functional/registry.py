@@ -6,6 +6,7 @@ instead of repeating themselves.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -119,18 +120,46 @@ def _identity(input: Tensor) -> Tensor:
     return input
 
 
-# Activations by the name a config uses: name -> (manual, reference)
-ACTIVATIONS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]] = {
-    "identity": (_identity, _identity),
-    **{name: (OPS[name].manual, OPS[name].reference) for name, spec in OPS.items()
-       if spec.kind == "activation"},
+@dataclass(frozen=True)
+class Activation:
+    """An activation a config can name: our op, torch's, and its gain for Kaiming init,
+    √(1 / E[a(z)²]) for z ~ N(0, 1)-ish: relu √2 (half the inputs are zeroed); tanh 5/3 and
+    sigmoid 1 as ``torch.nn.init.calculate_gain``; gelu and softplus are relu-like, so √2."""
+
+    name: str
+    manual: Callable[[Tensor], Tensor]
+    reference: Callable[[Tensor], Tensor]
+    gain: float
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A loss a config can name (``model.loss``): our op, torch's, and whether it takes the
+    network's logits (bce and cross_entropy fuse the sigmoid/softmax) or its outputs (mse)."""
+
+    name: str
+    manual: Callable[..., Tensor]
+    reference: Callable[..., Tensor]
+    takes_logits: bool
+
+
+_GAINS = {"sigmoid": 1.0, "tanh": 5.0 / 3.0, "relu": math.sqrt(2.0),
+          "leaky_relu": math.sqrt(2.0 / (1 + 0.01**2)), "gelu": math.sqrt(2.0),
+          "softplus": math.sqrt(2.0)}
+
+# activations by the name a config uses
+ACTIVATIONS: dict[str, Activation] = {
+    "identity": Activation("identity", _identity, _identity, 1.0),
+    **{name: Activation(name, spec.manual, spec.reference, _GAINS[name])
+       for name, spec in OPS.items() if spec.kind == "activation"},
 }
 
-# Losses by short name: name -> (manual, reference, takes_logits)
-LOSSES: dict[str, tuple[Callable[..., Tensor], Callable[..., Tensor], bool]] = {
-    "mse": (L.mse_loss, F.mse_loss, False),
-    "bce": (L.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, True),
-    "cross_entropy": (L.cross_entropy, F.cross_entropy, True),
+# losses by their short config name
+LOSSES: dict[str, Loss] = {
+    "mse": Loss("mse", L.mse_loss, F.mse_loss, takes_logits=False),
+    "bce": Loss("bce", L.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits,
+                takes_logits=True),
+    "cross_entropy": Loss("cross_entropy", L.cross_entropy, F.cross_entropy, takes_logits=True),
 }
 
 BACKPROP_MODES = ("manual", "autograd")
@@ -141,7 +170,8 @@ def get_activation(name: str, backprop: str = "manual") -> Callable[[Tensor], Te
     if name not in ACTIVATIONS:
         raise unknown_choice("activation", name, ACTIVATIONS)
     check_backprop(backprop)
-    return ACTIVATIONS[name][0 if backprop == "manual" else 1]
+    entry = ACTIVATIONS[name]
+    return entry.manual if backprop == "manual" else entry.reference
 
 
 def get_loss(name: str, backprop: str = "manual") -> Callable[..., Tensor]:
@@ -149,7 +179,8 @@ def get_loss(name: str, backprop: str = "manual") -> Callable[..., Tensor]:
     if name not in LOSSES:
         raise unknown_choice("loss", name, LOSSES)
     check_backprop(backprop)
-    return LOSSES[name][0 if backprop == "manual" else 1]
+    entry = LOSSES[name]
+    return entry.manual if backprop == "manual" else entry.reference
 
 
 def check_backprop(backprop: str) -> str:

@@ -182,7 +182,7 @@ def compare_gradients(model: nn.Module, inputs: Tensor, targets: Tensor,
     try:
         for mode in ("manual", "autograd"):
             model.backprop = mode
-            out = model.pre_activation(x) if LOSSES[loss][2] else model(x)
+            out = model.pre_activation(x) if LOSSES[loss].takes_logits else model(x)
             y = _targets_for(loss, out, targets)
             value = get_loss(loss, mode)(out, y)
             values[mode] = value.item()

@@ -58,7 +58,7 @@ class LearnTask(L.LightningModule):
             "feature_names": feature_names,
         }, logger=False)
         self.loss_name = self.model_config.loss
-        self.takes_logits = LOSSES[self.loss_name][2]
+        self.takes_logits = LOSSES[self.loss_name].takes_logits
         self.n_classes = n_classes
         self.net = build_network(self.model_config, n_in, n_classes)
         with torch.no_grad():
