@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import inspect
+
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from lightning.fabric.utilities.data import _set_sampler_epoch
@@ -17,9 +20,18 @@ from neuronlab.data import (
     TensorLoader,
     from_tensors,
     load_dataset,
+    make_mnist1d,
 )
 
 BUNDLED = {"digits", "breast_cancer", "iris"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cache_in_a_temporary_folder(tmp_path_factory):
+    """MNIST-1D is cached on disk: in this module, in a folder of its own, not ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NEURONLAB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 def _ids_dataset(n: int = 100, name: str = "ids") -> Dataset:
@@ -315,7 +327,7 @@ def test_an_empty_split_is_named_with_the_fix():
         (
             {"name": "moon"},
             r"data.name='moon' is not one of: breast_cancer, cats, circles, "
-            r"digits, iris, moons, spirals, xor; did you mean 'moons'\?",
+            r"digits, iris, mnist1d, moons, spirals, xor; did you mean 'moons'\?",
         ),
         ({"name": "nope"}, r"data.name='nope' is not one of: breast_cancer, .*xor$"),
         ({"val_fraction": 1.0}, r"data.val_fraction=1.0 must be in \[0, 1\)"),
@@ -329,3 +341,140 @@ def test_an_empty_split_is_named_with_the_fix():
 def test_bad_config_values_raise_at_construction_naming_the_key(kwargs, match):
     with pytest.raises(ValueError, match=match):
         NeuronDataModule(**kwargs)
+
+
+# ---- MNIST-1D ----------------------------------------------------------------------------
+
+
+def test_mnist1d_is_40_numbers_per_signal_ten_balanced_digits_standardized():
+    ds = load_dataset("mnist1d", n_samples=203, seed=1)
+    assert ds.x.shape == (203, 40) and ds.n_features == 40
+    assert ds.n_classes == 10 and ds.class_names == [str(d) for d in range(10)]
+    assert ds.y.bincount().tolist() == [21, 21, 21] + [20] * 7  # N // 10, the first N % 10 +1
+    assert abs(float(ds.x.mean())) < 1e-5 and abs(float(ds.x.std(correction=0)) - 1) < 1e-5
+
+
+def test_mnist1d_is_the_packages_generator_and_leaves_numpys_global_state_alone():
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples, args.seed = 120, 7
+    ref = make_dataset(args)  # the package's own loop, train and test parts
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    ds = load_dataset("mnist1d", n_samples=120, seed=7)
+    assert np.array_equal(np.random.get_state()[1], before)
+    expected_x = np.concatenate([ref["x"], ref["x_test"]]).astype(np.float32)
+    assert np.array_equal(ds.x.numpy(), expected_x)
+    assert np.array_equal(ds.y.numpy(), np.concatenate([ref["y"], ref["y_test"]]))
+
+
+def test_mnist1d_seed_decides_the_signals_and_noise_scales_only_the_noise():
+    from neuronlab.data.mnist1d import generate_mnist1d
+
+    a = load_dataset("mnist1d", n_samples=100, seed=5)
+    assert torch.equal(a.x, load_dataset("mnist1d", n_samples=100, seed=5).x)
+    assert not torch.equal(a.x, load_dataset("mnist1d", n_samples=100, seed=6).x)
+    clean, _ = generate_mnist1d(100, noise=0.0, seed=5)
+    half, _ = generate_mnist1d(100, noise=0.5, seed=5)
+    paper, _ = generate_mnist1d(100, noise=1.0, seed=5)
+    assert np.allclose(paper, a.x.numpy(), atol=1e-6)
+    # the same shapes, shifts and shears under more and more noise
+    assert 0 < np.abs(half - clean).mean() < np.abs(paper - clean).mean()
+    assert np.corrcoef(clean.ravel(), paper.ravel())[0, 1] > 0.8
+
+
+def test_mnist1d_default_is_the_papers_size_and_the_config_splits_4000_1000_1000(tmp_path):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from neuronlab.config import compose
+
+    default = inspect.signature(make_mnist1d).parameters["n_samples"].default
+    assert default == 5000  # the package's and the paper's: 4,000 + 1,000
+    cfg = compose(["data=mnist1d", "model=mlp"], output_dir=tmp_path)
+    dm = instantiate(OmegaConf.to_container(cfg.data, resolve=True))
+    dm.setup()
+    sizes = {k: v for k, v in dm.describe().items() if k.startswith("n_")}
+    assert sizes == {"n_train": 4000, "n_val": 1000, "n_test": 1000, "n_features": 40,
+                     "n_classes": 10}
+
+
+def test_mnist1d_is_cached_once_and_read_back_without_generating(monkeypatch, tmp_path):
+    import neuronlab.data.mnist1d as mnist1d_module
+    from neuronlab.data.cache import cache_path
+
+    monkeypatch.setenv("NEURONLAB_CACHE_DIR", str(tmp_path))
+    first = load_dataset("mnist1d", n_samples=50, noise=0.5, seed=2)
+    (stored,) = tmp_path.glob("mnist1d-*.npz")  # one file, no temporary left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == [stored.name]
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("generated again instead of reading the cache")
+
+    monkeypatch.setattr(mnist1d_module, "generate_mnist1d", no_generation)
+    again = load_dataset("mnist1d", n_samples=50, noise=0.5, seed=2)
+    assert torch.equal(first.x, again.x) and torch.equal(first.y, again.y)
+    with pytest.raises(AssertionError, match="generated again"):  # other params: a new entry
+        load_dataset("mnist1d", n_samples=50, noise=0.5, seed=3)
+    stored.write_bytes(b"truncated")  # a broken entry is made again, not trusted
+    with pytest.raises(AssertionError, match="generated again"):
+        load_dataset("mnist1d", n_samples=50, noise=0.5, seed=2)
+    params = {"format": 1, "mnist1d": "0", "n_samples": 1, "noise": 1.0, "seed": 0}
+    assert cache_path("mnist1d", params) == cache_path("mnist1d", dict(reversed(params.items())))
+
+
+def test_mnist1d_works_without_a_writable_cache_and_says_so(monkeypatch, tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("NEURONLAB_CACHE_DIR", str(not_a_folder))
+    with pytest.warns(UserWarning, match="could not cache mnist1d.*NEURONLAB_CACHE_DIR"):
+        ds = load_dataset("mnist1d", n_samples=20)
+    assert len(ds) == 20
+
+
+def test_mnist1d_reports_progress_every_tenth():
+    from neuronlab.data.mnist1d import generate_mnist1d
+
+    calls = []
+    generate_mnist1d(25, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(2 * k, 25) for k in range(1, 13)] + [(25, 25)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_samples": 5}, r"data.n_samples=5 must be an integer >= 10 for data.name='mnist1d'"),
+        ({"noise": -1.0}, r"data.noise=-1.0 must be >= 0 .*multiplies the paper's noise"),
+        ({"name": "mnist"}, r"data.name='mnist' is not one of: .*did you mean 'mnist1d'\?"),
+    ],
+)
+def test_mnist1d_bad_config_values_name_the_key_and_what_is_allowed(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        NeuronDataModule(**{"name": "mnist1d", **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"n_samples": 9}, r"mnist1d: n_samples=9 must be >= 10 \(one signal per digit\)"),
+        ({"n_samples": 10.0}, r"mnist1d: n_samples=10.0 must be an integer"),
+        ({"noise": float("nan")}, r"mnist1d: noise=nan must be >= 0"),
+        ({"seed": -1}, r"mnist1d: seed=-1 must be in \[0, 2\*\*32\)"),
+    ],
+)
+def test_make_mnist1d_refuses_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_mnist1d(**kwargs)
+
+
+@pytest.mark.slow
+def test_mnist1d_mlp_reaches_the_papers_mlp_accuracy(tmp_path):
+    """`neuronlab-train experiment=mnist1d_mlp`: at least the paper's 68 % (MLP, 4,000 train)."""
+    from neuronlab.config import compose
+    from neuronlab.training.run import train
+
+    record = train(compose(["experiment=mnist1d_mlp", "~logger", "callbacks.progress_bar=null"],
+                           output_dir=tmp_path))
+    assert record["status"] == "ok"
+    assert record["metrics"]["test/acc"] >= 0.68

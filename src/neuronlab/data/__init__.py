@@ -1,12 +1,10 @@
-"""Data: the cat / not-cat drawings, toy 2-D sets and scikit-learn's bundled sets.
+"""Data: the cat / not-cat drawings, toy 2-D sets, scikit-learn's bundled sets and MNIST-1D.
 
 `load_dataset("cats")` gives a validated `Dataset`; `NeuronDataModule` splits it and serves it
 to a Lightning Trainer through `TensorLoader` (batches already on the model's device).
 """
 
-from neuronlab.data.cats import CAT_FEATURES, make_cats
-from neuronlab.data.dataset import Dataset, from_tensors, validate_dataset
-from neuronlab.data.datasets import (
+from neuronlab.data.catalogue import (
     DATASETS,
     check_dataset_args,
     load_dataset,
@@ -15,7 +13,10 @@ from neuronlab.data.datasets import (
     make_spirals,
     make_xor,
 )
+from neuronlab.data.cats import CAT_FEATURES, make_cats
+from neuronlab.data.container import Dataset, from_tensors, validate_dataset
 from neuronlab.data.loader import EpochOrder, TensorLoader
+from neuronlab.data.mnist1d import make_mnist1d
 
 __all__ = [
     "CAT_FEATURES",
@@ -29,6 +30,7 @@ __all__ = [
     "load_dataset",
     "make_cats",
     "make_circles",
+    "make_mnist1d",
     "make_moons",
     "make_spirals",
     "make_xor",

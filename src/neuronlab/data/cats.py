@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from neuronlab.data.dataset import Dataset
+from neuronlab.data.container import Dataset
 
 CAT_FEATURES = ["tail", "two_eyes", "horn", "whiskers", "pointy_ears"]
 CAT_CLASSES = ["not_cat", "cat"]

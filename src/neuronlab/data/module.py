@@ -15,8 +15,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from neuronlab.data.dataset import Dataset, validate_dataset
-from neuronlab.data.datasets import check_dataset_args, load_dataset
+from neuronlab.data.catalogue import check_dataset_args, load_dataset
+from neuronlab.data.container import Dataset, validate_dataset
 from neuronlab.data.loader import TensorLoader
 
 SPLITS = ("train", "val", "test")
@@ -81,7 +81,8 @@ class NeuronDataModule(L.LightningDataModule):
         self._on_device: dict[tuple[str, str], Tensors] = {}
 
     def prepare_data(self) -> None:
-        """Nothing to download: every data set is generated or bundled with scikit-learn."""
+        """Nothing to download: every data set is generated (MNIST-1D once, then read from
+        `neuronlab.data.cache`) or bundled with scikit-learn."""
 
     def setup(self, stage: str | None = None) -> None:
         """Load, validate, split and standardize; later calls do nothing."""
