@@ -38,3 +38,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def devices() -> list[str]:
     """The devices to check on: ``["cpu"]``, plus ``"cuda"`` when available."""
     return list(DEVICES)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory):
+    """Generated data sets (MNIST-1D) are cached under a folder of this test session, not the
+    user's ``~/.cache/neuronlab``; subprocesses inherit it."""
+    import os
+
+    before = os.environ.get("NEURONLAB_CACHE_DIR")
+    os.environ["NEURONLAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("neuronlab-cache"))
+    yield
+    if before is None:
+        os.environ.pop("NEURONLAB_CACHE_DIR", None)
+    else:
+        os.environ["NEURONLAB_CACHE_DIR"] = before
