@@ -6,13 +6,15 @@ shipped option onto it with OmegaConf, which checks keys and types).
 
 from __future__ import annotations
 
+from ..data.config import DataConfig
 from ..init import InitConfig
 from ..modules import ModelConfig
 from ..optim import OptimizerConfig, SchedulerConfig
 from ..schema import GroupConfig
 
 SCHEMAS: dict[str, type[GroupConfig]] = {
-    cls.group: cls for cls in (ModelConfig, InitConfig, OptimizerConfig, SchedulerConfig)
+    cls.group: cls
+    for cls in (DataConfig, ModelConfig, InitConfig, OptimizerConfig, SchedulerConfig)
 }
 
 

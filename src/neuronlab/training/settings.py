@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError, is_int, is_number, require, require_bool, require_choice
+from ..data.config import DataConfig
+from ..errors import ConfigError, is_int, is_number, require, require_choice
 from ..init import InitConfig
 from ..modules import ModelConfig
 from ..optim import OptimizerConfig, SchedulerConfig
@@ -27,31 +28,6 @@ TEST_CHECKPOINTS = ("best", "last")
 GROUPS = ("data", "model", "init", "optimizer", "scheduler", "trainer")
 
 
-
-
-def _check_data(d: Mapping) -> None:
-    from ..data import check_dataset_args
-
-    n, noise = d.get("n_samples"), d.get("noise")
-    require(n is None or is_int(n), "data.n_samples", n, "must be null (the default) or an "
-          "integer ≥ 1")
-    require(noise is None or is_number(noise), "data.noise", noise, "must be null (the default) or "
-          "a number ≥ 0")
-    try:
-        check_dataset_args(d.get("name"), n, noise)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    bs = d.get("batch_size")
-    require(bs is None or (is_int(bs) and bs >= 1), "data.batch_size", bs,
-          "must be null (full batch) or an integer ≥ 1")
-    for key in ("val_fraction", "test_fraction"):
-        v = d.get(key, 0.0)
-        require(is_number(v) and 0 <= v < 1, f"data.{key}", v, "must be in [0, 1)")
-    total = d.get("val_fraction", 0.0) + d.get("test_fraction", 0.0)
-    require(total < 1, "data.val_fraction + data.test_fraction", round(total, 6),
-          "must be < 1 (the rest is the training split)")
-    require_bool("data.standardize", d.get("standardize"), null_ok=True)
-    require_bool("data.device_resident", d.get("device_resident", True))
 
 
 def _check_trainer(t: Mapping) -> None:
@@ -148,7 +124,7 @@ class RunConfig:
     init: InitConfig
     optimizer: OptimizerConfig
     scheduler: SchedulerConfig
-    data: dict[str, Any]
+    data: DataConfig
     trainer: dict[str, Any]
     callbacks: dict[str, Any]
     torch_threads: int | None = None
@@ -166,9 +142,8 @@ def validate_config(cfg: Mapping) -> RunConfig:
     for group in GROUPS:
         if not isinstance(cfg.get(group), Mapping):
             raise ConfigError(f"{group}: missing from the config (pick one with {group}=...)")
-    _check_data(cfg["data"])
-    groups = {cls.group: cls.from_mapping(cfg[cls.group])
-              for cls in (ModelConfig, InitConfig, OptimizerConfig, SchedulerConfig)}
+    groups = {cls.group: cls.from_mapping(cfg[cls.group]) for cls in
+              (DataConfig, ModelConfig, InitConfig, OptimizerConfig, SchedulerConfig)}
     _check_trainer(cfg["trainer"])
     callbacks = cfg.get("callbacks") if isinstance(cfg.get("callbacks"), Mapping) else {}
     _check_callbacks(callbacks)
@@ -180,6 +155,6 @@ def validate_config(cfg: Mapping) -> RunConfig:
     if ckpt is not None and ckpt != "last":
         require(isinstance(ckpt, str) and os.path.isfile(ckpt), "ckpt_path", ckpt,
               "is not a file; give a checkpoint path, 'last' or null")
-    return RunConfig(seed=seed, data=dict(cfg["data"]), trainer=dict(cfg["trainer"]),
+    return RunConfig(seed=seed, trainer=dict(cfg["trainer"]),
                      callbacks=dict(callbacks), torch_threads=threads,
                      test_ckpt=cfg.get("test_ckpt", "best"), ckpt_path=ckpt, **groups)
