@@ -13,7 +13,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from sklearn import datasets as skd
 
 from neuronlab.data.cats import make_cats
 from neuronlab.data.container import Dataset, validate_dataset
@@ -79,19 +78,27 @@ def make_spirals(n_samples: int = 1000, noise: float = 0.2, seed: int = 0) -> Da
 
 def make_moons(n_samples: int = 1000, noise: float = 0.1, seed: int = 0) -> Dataset:
     """Two interleaving half circles, `sklearn.datasets.make_moons(random_state=seed)`."""
-    x, y = skd.make_moons(n_samples=n_samples, noise=noise, random_state=seed)
+    from sklearn.datasets import make_moons as sk_make_moons  # ~1 s to import: when used
+
+    x, y = sk_make_moons(n_samples=n_samples, noise=noise, random_state=seed)
     return _dataset("moons", x, y, ["x0", "x1"], ["upper_moon", "lower_moon"])
 
 
 def make_circles(n_samples: int = 1000, noise: float = 0.05, seed: int = 0) -> Dataset:
     """A circle inside a circle (factor 0.5), `sklearn.datasets.make_circles`."""
-    x, y = skd.make_circles(n_samples=n_samples, noise=noise, factor=0.5, random_state=seed)
+    from sklearn.datasets import make_circles as sk_make_circles
+
+    x, y = sk_make_circles(n_samples=n_samples, noise=noise, factor=0.5, random_state=seed)
     return _dataset("circles", x, y, ["x0", "x1"], ["outer", "inner"])
 
 
-def _bundled(name: str, loader: Callable) -> Callable[..., Dataset]:
+def _bundled(name: str, loader: str) -> Callable[..., Dataset]:
+    """``loader``: the name of the ``sklearn.datasets`` function, imported when first used."""
+
     def load(n_samples: int | None = None, noise: float | None = None, seed: int = 0) -> Dataset:
-        bunch = loader()
+        import sklearn.datasets
+
+        bunch = getattr(sklearn.datasets, loader)()
         x, y = bunch.data, bunch.target
         if n_samples is not None and n_samples < len(y):
             keep = np.sort(np.random.default_rng(seed).choice(len(y), n_samples, replace=False))
@@ -108,9 +115,9 @@ def _bundled(name: str, loader: Callable) -> Callable[..., Dataset]:
     return load
 
 
-load_digits = _bundled("digits", skd.load_digits)  # 1797 × 64 pixels (0..16), 10 classes
-load_breast_cancer = _bundled("breast_cancer", skd.load_breast_cancer)  # 569 × 30, 2 classes
-load_iris = _bundled("iris", skd.load_iris)  # 150 × 4, 3 classes
+load_digits = _bundled("digits", "load_digits")  # 1797 × 64 pixels (0..16), 10 classes
+load_breast_cancer = _bundled("breast_cancer", "load_breast_cancer")  # 569 × 30, 2 classes
+load_iris = _bundled("iris", "load_iris")  # 150 × 4, 3 classes
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "breast_cancer": load_breast_cancer,
