@@ -1,6 +1,7 @@
 # pytest tests/test_check_cli.py
-"""neuronlab-check: the library function passes on every op, the CLI prints a summary and
-exits 0, 1 on a broken op, 2 on a bad argument."""
+"""neuronlab-check: the library suite (``neuronlab.gradcheck.suite``) passes on every op; the CLI
+prints a summary and exits 0, 1 on a broken op (a plant of ``tests/planted.py``), 2 on a bad
+argument."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import re
 
 import pytest
 import torch
+from planted import PLANTS
 
-import neuronlab.functional.activations as A
-from neuronlab.cli.check import main, run_checks
+from neuronlab.cli.check import main
 from neuronlab.functional import OPS
+from neuronlab.gradcheck import run_checks
 
 SUMMARY = re.compile(r"neuronlab-check: (\d+) checks, (\d+) passed, (\d+) failed \([\d.]+ s\)")
 
@@ -25,14 +27,16 @@ def test_one_op_exits_0_and_prints_the_summary(capsys):
 
 
 def test_run_checks_all_ops_pass():
-    rows = run_checks(devices=["cpu"])
+    result = run_checks(devices=["cpu"])
+    rows = result.rows
     assert {r.op for r in rows} >= set(OPS)
     assert len(rows) == 2 * len(OPS) + 2  # two dtypes, plus the MLP in each
     failed = [(r.op, r.dtype, r.details) for r in rows if not r.passed]
-    assert not failed
+    assert not failed and result.ok
     f64 = [r for r in rows if r.dtype == "float64" and r.op in OPS]
     assert all(r.gradcheck and r.gradgradcheck and r.grade == "good" for r in f64)
-    assert sum(len(r.results) for r in rows) == 4 * len(OPS) + len(OPS) + 2
+    # float64: 4 checks per op, float32: manual vs autograd, the MLP: 1 per dtype
+    assert result.checks == result.passed == 4 * len(OPS) + len(OPS) + 2
 
 
 def test_unknown_op_exits_2_listing_the_ops(capsys):
@@ -58,18 +62,18 @@ def test_cuda_without_cuda_exits_2(capsys):
 
 
 def test_broken_op_exits_1(monkeypatch, capsys):
-    monkeypatch.setattr(A, "sigmoid_derivative", lambda a: a * (1 - a) * 1.01)  # 1% off
+    PLANTS["sigmoid derivative 1% off"].install(monkeypatch)
     code = main(["--op", "sigmoid", "--op", "tanh", "--device", "cpu", "--no-mlp"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "FAIL" in out
-    checks, passed, failed = map(int, SUMMARY.search(out).groups())
-    assert failed >= 4 and passed + failed == checks  # sigmoid fails in both dtypes, tanh passes
+    assert "FAIL" in out and "sigmoid (cpu, float64):" in out
+    # every sigmoid check fails (4 in float64, 1 in float32); all 5 of tanh's pass
+    assert SUMMARY.search(out).groups() == ("10", "5", "5")
 
 
 def test_broken_mlp_fails(monkeypatch):
-    monkeypatch.setattr(A, "tanh_derivative", lambda a: 1 - a)
-    rows = run_checks(["linear"], ["float64"], ["cpu"], mlp=True)
+    PLANTS["tanh derivative 1 - a"].install(monkeypatch)
+    rows = run_checks(["linear"], ["float64"], ["cpu"], mlp=True).rows
     assert rows[0].passed and not rows[-1].passed
     assert "layers.0.weight" in rows[-1].details[0]
 
@@ -77,5 +81,5 @@ def test_broken_mlp_fails(monkeypatch):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_checks_pass():
-    rows = run_checks(["linear", "gelu", "cross_entropy"], devices=["cuda"])
+    rows = run_checks(["linear", "gelu", "cross_entropy"], devices=["cuda"]).rows
     assert all(r.passed for r in rows), [(r.op, r.dtype, r.details) for r in rows]

@@ -1,15 +1,8 @@
 """``neuronlab-check``: is every hand-written backward right, on this machine?
 
-For every op in ``neuronlab.functional.OPS``, in float64: ``torch.autograd.gradcheck`` and
-``gradgradcheck`` (batched too) of the manual Function, and ``check_function`` against finite
-differences and the plain-torch reference; in each dtype: manual vs autograd values and
-gradients. Then a whole MLP on a real batch (scikit-learn's digits), manual vs autograd.
-
-"manual vs autograd" is the measured difference as a multiple of what is allowed (≤ 1
-passes): for one op on random inputs, the relative error over the dtype's tolerance
-(``default_tolerance``); for the MLP, each gradient's difference over its rounding bound
-c·u·(size of the terms it is summed from), the rule ``compare_gradients`` and the training
-audit use (``neuronlab.gradcheck.rounding``).
+For every op, in float64: gradcheck, gradgradcheck and ``check_function`` (finite differences
+and the plain-torch reference); in each dtype: manual vs autograd; then an MLP on the digits,
+manual vs autograd within the rounding bound. The suite is ``neuronlab.gradcheck.suite``.
 
     neuronlab-check                       # all ops, float64 + float32, cpu (+ cuda)
     neuronlab-check --op sigmoid --dtype float64 --no-mlp
@@ -20,166 +13,15 @@ Exit status: 0 when every check passes, 1 when one fails, 2 on a bad argument.
 from __future__ import annotations
 
 import argparse
-import copy
-import math
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import unknown_choice
 from ..functional import OPS
-from ..functional.registry import unknown_choice
-from ..gradcheck import check_function, compare_gradients, default_tolerance, relative_error
-from ..gradcheck.rounding import ROUNDING_FACTOR
-from ..modules import MLP
+from ..gradcheck.suite import DEVICES, DTYPES, CheckRow, run_checks
 
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
-DEVICES = ("cpu", "cuda")
-SHAPE = (4, 5)  # (batch, features): small, so finite differences and gradcheck are quick
-MLP_SIZES = [64, 32, 32, 10]
-
-
-@dataclass
-class CheckRow:
-    """One op (or the MLP) on one device in one dtype; ``None`` marks a check not run here."""
-
-    op: str
-    device: str
-    dtype: str
-    gradcheck: bool | None = None
-    gradgradcheck: bool | None = None
-    grade: str | None = None  # check_function's grade: good | acceptable | wrong | error
-    error: float = math.nan  # manual vs autograd, as a multiple of what is allowed (≤ 1 passes)
-    allowed: str = ""  # what is allowed, in words
-    details: list[str] = field(default_factory=list)
-
-    @property
-    def results(self) -> list[bool]:
-        rows = [self.gradcheck, self.gradgradcheck]
-        rows.append(None if self.grade is None else self.grade in ("good", "acceptable"))
-        rows.append(None if not self.allowed else self.error <= 1)
-        return [r for r in rows if r is not None]
-
-    @property
-    def passed(self) -> bool:
-        return all(self.results)
-
-
-def _generator(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _torch_check(check, spec, inputs, row: CheckRow, what: str) -> bool:
-    try:
-        return bool(check(spec.manual, inputs, check_batched_grad=True))
-    except Exception as e:  # GradcheckError, or anything the op raised
-        row.details.append(f"{what}: {type(e).__name__}: {str(e).strip().splitlines()[0]}")
-        return False
-
-
-def _manual_vs_autograd(spec, dtype: torch.dtype, device: str) -> float:
-    """Worst relative difference, manual vs reference, of the output and every gradient."""
-    inputs = spec.sample(SHAPE, dtype, device, _generator(1))
-    twins = [x.detach().clone().requires_grad_(x.requires_grad) if x.is_floating_point() else x
-             for x in inputs]
-    out, ref = spec.manual(*inputs), spec.reference(*twins)
-    v = torch.randn(out.shape, generator=_generator(2), dtype=torch.float64).to(out)
-    grads = torch.autograd.grad(out, [x for x in inputs if x.requires_grad], v)
-    ref_grads = torch.autograd.grad(ref, [x for x in twins if x.requires_grad], v)
-    return max([relative_error(out, ref)]
-               + [relative_error(a, b) for a, b in zip(grads, ref_grads, strict=True)])
-
-
-def _check_op(name: str, dtypes: Sequence[str], device: str) -> list[CheckRow]:
-    spec = OPS[name]
-    rows = []
-    for dtype in dtypes:
-        tolerance = default_tolerance(DTYPES[dtype], device)
-        row = CheckRow(name, device, dtype, allowed=f"rel ≤ {tolerance:.0e}")
-        if dtype == "float64":  # gradcheck needs float64; check_function works in it anyway
-            inputs = spec.sample(SHAPE, torch.float64, device, _generator())
-            row.gradcheck = _torch_check(torch.autograd.gradcheck, spec, inputs, row,
-                                         "gradcheck")
-            row.gradgradcheck = _torch_check(torch.autograd.gradgradcheck, spec, inputs, row,
-                                             "gradgradcheck")
-            report = check_function(spec.manual, *inputs, reference=spec.reference)
-            row.grade = report.grade
-            if not report.ok:
-                row.details.append(str(report))
-        try:
-            max_rel = _manual_vs_autograd(spec, DTYPES[dtype], device)
-        except Exception as e:
-            max_rel = math.inf
-            row.details.append(f"manual vs autograd: {type(e).__name__}: {e}")
-        row.error = max_rel / tolerance
-        if not row.error <= 1:
-            row.details.append(f"manual vs autograd differ by {max_rel:.2e} (relative), "
-                               f"{row.error:.3g}× the tolerance {tolerance:.0e}")
-        rows.append(row)
-    return rows
-
-
-def _digits(n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` of scikit-learn's bundled 8×8 digits, each pixel standardized."""
-    from sklearn.datasets import load_digits
-
-    x, y = load_digits(return_X_y=True)
-    x = torch.as_tensor(x[:n], dtype=torch.float64)  # (n, 64)
-    std = x.std(0)
-    x = (x - x.mean(0)) / torch.where(std > 0, std, torch.ones_like(std))
-    return x, torch.as_tensor(y[:n], dtype=torch.int64)
-
-
-def _check_mlp(dtypes: Sequence[str], devices: Sequence[str]) -> list[CheckRow]:
-    x, y = _digits()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        net = MLP(MLP_SIZES, activation="tanh")
-    rows = []
-    for device in devices:
-        for dtype in dtypes:
-            model = copy.deepcopy(net).to(device=device, dtype=DTYPES[dtype])
-            report = compare_gradients(model, x, y, loss="cross_entropy")
-            row = CheckRow("mlp " + "-".join(map(str, MLP_SIZES)) + " digits", device, dtype,
-                           error=max(report.worst, report.loss_error) / report.tolerance,
-                           allowed=f"{ROUNDING_FACTOR:g}·u·terms")
-            if not report.ok:
-                row.details.append(str(report))
-            rows.append(row)
-    return rows
-
-
-def run_checks(ops: Sequence[str] | None = None, dtypes: Sequence[str] | None = None,
-               devices: Sequence[str] | None = None, mlp: bool = True) -> list[CheckRow]:
-    """Run every check; one :class:`CheckRow` per op (or MLP), device and dtype.
-
-    Args:
-        ops: names from ``OPS``; default all.
-        dtypes: ``"float64"`` and/or ``"float32"``; default both.
-        devices: ``"cpu"`` and/or ``"cuda"``; default cpu, plus cuda when available.
-        mlp: also compare manual and autograd gradients of an MLP on the digits.
-    """
-    ops = list(dict.fromkeys(OPS if ops is None else ops))
-    dtypes = list(dict.fromkeys(DTYPES if dtypes is None else dtypes))
-    if devices is None:
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    devices = list(dict.fromkeys(devices))
-    for key, values, allowed in (("op", ops, OPS), ("dtype", dtypes, DTYPES),
-                                 ("device", devices, DEVICES)):
-        for value in values:
-            if value not in allowed:
-                raise unknown_choice(key, value, allowed)
-    if "cuda" in devices and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for, but CUDA is not available here")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: a thread pool only adds overhead (much, if busy)
-    try:
-        rows = [row for device in devices for name in ops
-                for row in _check_op(name, dtypes, device)]
-        return rows + (_check_mlp(dtypes, devices) if mlp else [])
-    finally:
-        torch.set_num_threads(threads)
+__all__ = ["main", "run_checks"]
 
 
 def _mark(ok: bool | None) -> str:
@@ -225,14 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(str(unknown_choice("--op", op, OPS)))
     if "cuda" in (args.device or []) and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available on this machine")
-    start = time.perf_counter()
-    rows = run_checks(args.op, args.dtype, args.device, mlp=not args.no_mlp)
-    _print_table(rows)
-    results = [ok for row in rows for ok in row.results]
-    failed = results.count(False)
-    print(f"neuronlab-check: {len(results)} checks, {len(results) - failed} passed, "
-          f"{failed} failed ({time.perf_counter() - start:.1f} s)")
-    return 1 if failed else 0
+    result = run_checks(args.op, args.dtype, args.device, mlp=not args.no_mlp)
+    _print_table(result.rows)
+    print(result.summary())
+    return 0 if result.ok else 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@
   terms cancel near a minimum, so its difference is judged against a *rounding bound*,
   ``c·u·(size of the terms it is summed from)`` (:mod:`.rounding`); the training audit and
   ``neuronlab-check``'s MLP row use the same rule.
+- :func:`run_checks` — the suite behind ``neuronlab-check``: every op in ``OPS`` and an MLP,
+  one :class:`CheckRow` each, in a :class:`SuiteResult`.
 
 Relative error, for single ops, is norm-wise per tensor:
 ``rel(a, b) = ‖a − b‖∞ / max(‖a‖∞, ‖b‖∞, floor)`` — 0 when both are 0, ≥ 1 when one is 0 and
@@ -21,24 +23,28 @@ Grades: ``good`` (rel ≤ 1e-7), ``acceptable`` (≤ 1e-4, typical near kinks), 
 """
 
 
-from ._common import ACCEPTABLE, GOOD, grade, relative_error
 from .function import FunctionReport, InputReport, check_function
+from .grading import ACCEPTABLE, GOOD, grade, relative_error
 from .model import GradientReport, ParameterRow, compare_gradients, default_tolerance
 from .rounding import ROUNDING_FACTOR, gradient_terms, unit_roundoff
+from .suite import CheckRow, SuiteResult, run_checks
 
 __all__ = [
     "ACCEPTABLE",
+    "CheckRow",
     "GOOD",
     "FunctionReport",
     "GradientReport",
     "InputReport",
     "ParameterRow",
     "ROUNDING_FACTOR",
+    "SuiteResult",
     "check_function",
     "compare_gradients",
     "default_tolerance",
     "grade",
     "gradient_terms",
     "relative_error",
+    "run_checks",
     "unit_roundoff",
 ]

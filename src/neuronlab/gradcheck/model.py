@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..functional.registry import LOSSES, get_loss
-from ._common import _F64, _TINY, _table, relative_error
+from .grading import F64, TINY, relative_error, text_table
 from .rounding import (
     ROUNDING_FACTOR,
     error_ratios,
@@ -19,8 +19,6 @@ from .rounding import (
     rounding_bounds,
     unit_roundoff,
 )
-
-# ---- compare_gradients -----------------------------------------------------------------
 
 
 def default_tolerance(dtype: torch.dtype, device: str | torch.device = "cpu") -> float:
@@ -75,7 +73,7 @@ class GradientReport:
 
     @property
     def loss_relative(self) -> float:
-        return abs(self.loss_manual - self.loss_autograd) / max(abs(self.loss_autograd), _TINY)
+        return abs(self.loss_manual - self.loss_autograd) / max(abs(self.loss_autograd), TINY)
 
     @property
     def loss_error(self) -> float:
@@ -110,12 +108,12 @@ class GradientReport:
         rows = [(r.name, r.shape, f"{r.max_abs_diff:.2e}", f"{r.bound:.2e}", f"{r.error:.3f}",
                  f"{r.max_rel_error:.2e}", f"{r.cosine:.9f}", "PASS" if r.passed else "FAIL")
                 for r in self.rows]
-        return head + "\n" + _table(("parameter", "shape", "max abs diff", "rounding bound",
-                                     "× bound", "max rel err", "cosine", ""), rows)
+        return head + "\n" + text_table(("parameter", "shape", "max abs diff", "rounding bound",
+                                         "× bound", "max rel err", "cosine", ""), rows)
 
 
 def _cosine(a: Tensor, b: Tensor) -> float:
-    a, b = a.detach().to(_F64).flatten(), b.detach().to(_F64).flatten()
+    a, b = a.detach().to(F64).flatten(), b.detach().to(F64).flatten()
     na, nb = a.norm().item(), b.norm().item()
     return (a @ b).item() / (na * nb) if na and nb else float(na == nb)
 
@@ -132,7 +130,7 @@ def _targets_for(loss: str, out: Tensor, targets: Tensor) -> Tensor:
 
 def _loss_value_terms(loss: str, out: Tensor, y: Tensor) -> float:
     """The size of the terms the loss value is summed from (mean over the batch)."""
-    out, y = out.detach().to(_F64), y.detach().to(_F64) if y.is_floating_point() else y
+    out, y = out.detach().to(F64), y.detach().to(F64) if y.is_floating_point() else y
     if loss == "cross_entropy":  # logsumexp(z) − z_y
         picked = out.gather(-1, y.unsqueeze(-1)).abs().squeeze(-1)
         return (torch.logsumexp(out, -1).abs() + picked).mean().item()
