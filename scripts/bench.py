@@ -4,12 +4,14 @@ loop and scikit-learn.
     python scripts/bench.py --out docs/bench/cpu.json            # full run (a few minutes)
     python scripts/bench.py --quick --out /tmp/b.json            # tiny sizes (< 60 s)
     python scripts/bench.py --only step --out /tmp/step.json     # one section
+    python scripts/bench.py --device cuda --out docs/bench/gpu.json   # on a GPU
 
 One process, one device, one run. Sections: ``ceiling`` (matmul FLOP/s of each GEMM the MLPs
-run), ``step`` (forward + backward + SGD update: manual vs autograd, eager vs compiled, saved
+run), ``step`` (forward + backward + SGD update — the ``TrainStep`` users run — manual vs
+autograd, eager vs compiled, and on CUDA graphed and bf16-mixed, host syncs per step, saved
 memory), ``loop`` (Lightning ``fit`` vs a plain loop), ``peer`` (scikit-learn's MLPClassifier
-on digits), ``scaling`` (step time vs FLOPs). Writes a table to the terminal, the JSON to
-``--out`` and the same table in Markdown next to it (``--md`` to choose).
+on digits), ``scaling`` (step time vs FLOPs), ``mnist1d`` (training samples/s). Writes a table
+to the terminal, the JSON to ``--out`` and the same table in Markdown next to it (``--md``).
 """
 
 from __future__ import annotations
@@ -27,19 +29,24 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench_* helpers
 
 from bench_sections import (  # noqa: E402
+    PAIRS,
     Plan,
     ceiling_section,
     loop_section,
+    mnist1d_section,
     peer_section,
     scaling_section,
     step_section,
 )
 from bench_timing import cpu_busy, finite_positive, machine_info  # noqa: E402
 
+from neuronlab.training.step import resolve_mode  # noqa: E402
+
 SECTIONS = {
     "ceiling": ceiling_section,
     "step": step_section,
     "loop": loop_section,
+    "mnist1d": mnist1d_section,
     "peer": peer_section,
     "scaling": scaling_section,
 }
@@ -54,6 +61,22 @@ TARGETS = {
     "lightning_over_raw": ("<=", 1.10, "Trainer.fit (logging/ckpt off) / plain loop"),
     "sklearn_time_ratio": ("<=", 1.00, "fit time, neuronlab / scikit-learn (digits)"),
     "accuracy_vs_sklearn": (">=", 0.0, "test accuracy, neuronlab − scikit-learn (digits)"),
+}
+
+# on a GPU: issue 12's goals (the mode `neuronlab-train trainer=gpu` uses is `graph`)
+TARGETS_CUDA = {
+    "fraction_of_matmul_default_mode.mid": (
+        ">=", 0.6, "GEMM-only time / step time, manual, in the default mode (graph)"),
+    **{f"manual_over_autograd.{k}": ("<=", b, "step time, manual / autograd (eager)")
+       for k, b in (("small", 1.15), ("mid", 1.15), ("wide", 1.05))},
+    **{f"manual_over_autograd_bf16.{k}": ("<=", b, "manual / autograd, bf16-mixed eager")
+       for k, b in (("small", 1.15), ("mid", 1.15), ("wide", 1.05))},
+    **{f"manual_over_autograd_{m}.{k}": ("<=", 1.0, f"manual / autograd, {m}")
+       for m in ("graph", "compiled", "graph_bf16") for k in ("small", "mid", "wide")},
+    "lightning_over_raw": ("<=", 1.15, "Trainer.fit (logging/ckpt off) / plain loop"),
+    "syncs_per_step_default_mode": ("<=", 0.0, "host syncs per steady-state step (graph)"),
+    "mnist1d_manual_over_autograd_throughput": (
+        ">=", 1.0, "MNIST-1D samples/s, manual / autograd, default mode"),
 }
 
 NOTES = {
@@ -77,11 +100,24 @@ NOTES = {
               "LinearFunction also saves the first layer's weight, which autograd skips as "
               "that layer's input needs no gradient). On CUDA the peak of "
               "torch.cuda.max_memory_allocated over one step is reported too.",
-    "compiled": "compiled = torch.compile(forward + loss) (AOTAutograd compiles the backward); "
-                "the SGD update stays eager. compiled_over_eager is a time ratio (< 1: "
-                "faster). compile_s is the first two steps, much shorter when inductor's "
-                "on-disk cache already holds the graphs. --quick compiles with "
-                "backend='aot_eager' (no C++ build).",
+    "step": "Every variant is neuronlab.training.step.TrainStep, the object training runs: "
+            "eager = zero_grad, loss, backward, neuronlab.optim.SGD.step(); compiled = the "
+            "whole step under torch.compile (AOTAutograd compiles forward + backward, the "
+            "update, with the learning rate read from a device tensor, is a second graph); "
+            "graph = the whole step captured once as a CUDA graph and replayed (3 eager "
+            "warm-up steps on a side stream first); bf16-mixed = the loss under "
+            "torch.autocast(bfloat16), measured against the GEMMs in bfloat16. A variant that "
+            "fell back (no compiler, capture impossible) is listed under fallbacks, not timed.",
+    "compiled": "compiled_over_eager is a time ratio (< 1: faster). compile_s is the steps "
+                "before the steady state (one eager, then the compiling one), much shorter "
+                "when inductor's on-disk cache already holds the graphs. --quick compiles "
+                "with backend='aot_eager' (no C++ build).",
+    "syncs": "syncs_per_step: host-device synchronisations per steady-state step, counted "
+             "as the warnings of torch.cuda.set_sync_debug_mode('warn') over 5 steps; n/a "
+             "on the CPU.",
+    "mnist1d": "samples/s over whole epochs (TensorLoader batches on the device, then "
+               "TrainStep): N / median epoch time. Without the mnist1d package, random "
+               "inputs of the same shape (said in the section's 'data').",
     "loop": "lightning_over_raw: Trainer.fit with enable_checkpointing=False, logger=False, "
             "enable_progress_bar=False, enable_model_summary=False over the plain loop; "
             "lightning_defaults_over_raw with all four at their defaults. Same LearnTask, "
@@ -103,13 +139,20 @@ def summarize(res: dict) -> dict:
     """The headline numbers of whatever sections ran."""
     s: dict = {}
     step = res.get("step")
+    default = resolve_mode("auto", torch.device(res["device"]))  # what a run uses
     if step:
-        s["manual_over_autograd"] = {k: v["ratios"]["manual_over_autograd"]
-                                     for k, v in step.items()}
-        comp = {k: v["ratios"]["manual_over_autograd_compiled"] for k, v in step.items()
-                if "manual_over_autograd_compiled" in v["ratios"]}
-        if comp:
-            s["manual_over_autograd_compiled"] = comp
+        for ratio in PAIRS:
+            by_size = {k: v["ratios"][ratio] for k, v in step.items() if ratio in v["ratios"]}
+            if by_size:
+                s[ratio] = by_size
+        s["fraction_of_matmul_default_mode"] = {
+            k: v["variants"][f"manual/{default}"]["fraction_of_matmul"] for k, v in step.items()
+            if f"manual/{default}" in v["variants"]}
+        for label, suffix in (("default_mode", default), ("eager", "eager")):
+            syncs = [v["syncs_per_step"] for r in step.values()
+                     for k, v in r["variants"].items() if k.split("/", 1)[1] == suffix]
+            if any(n is not None for n in syncs):
+                s[f"syncs_per_step_{label}"] = max(n for n in syncs if n is not None)
         mem = {k: v["ratios"]["manual_over_autograd_memory"] for k, v in step.items()}
         act = {k: v["ratios"]["manual_over_autograd_activation_memory"]
                for k, v in step.items()}
@@ -120,6 +163,9 @@ def summarize(res: dict) -> dict:
         if "compiled_over_eager_manual" in mid:
             s["compiled_over_eager"] = mid["compiled_over_eager_manual"]
             s["compiled_over_eager_autograd"] = mid["compiled_over_eager_autograd"]
+        if "graph_over_eager_manual" in mid:
+            s["graph_over_eager"] = mid["graph_over_eager_manual"]
+            s["graph_over_eager_autograd"] = mid["graph_over_eager_autograd"]
         s["fraction_of_matmul"] = {k: v["variants"]["manual/eager"]["fraction_of_matmul"]
                                    for k, v in step.items()}
         s["achieved_flops_per_s"] = {k: v["variants"]["manual/eager"]["flops_per_s"]
@@ -133,15 +179,20 @@ def summarize(res: dict) -> dict:
             s[k] = res["peer"][k]
     if "scaling" in res:
         s["scaling_exponent"] = res["scaling"]["exponent"]
+    if "mnist1d" in res:
+        r = res["mnist1d"]
+        s["mnist1d_samples_per_s"] = r["samples_per_s"]
+        s["mnist1d_manual_over_autograd_throughput"] = (
+            r["manual_over_autograd_throughput"][r["default_mode"]])
     return s
 
 
-def check_targets(summary: dict) -> dict:
+def check_targets(summary: dict, device: str = "cpu") -> dict:
     view = dict(summary)
     if "sklearn_accuracy" in summary:
         view["accuracy_vs_sklearn"] = summary["neuronlab_accuracy"] - summary["sklearn_accuracy"]
     out = {}
-    for key, (op, bound, what) in TARGETS.items():
+    for key, (op, bound, what) in (TARGETS_CUDA if device == "cuda" else TARGETS).items():
         value = _get(view, key)
         if value is None:
             continue
@@ -174,9 +225,15 @@ def tables(res: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     for key, t in targets.items():
         rows.append([key, _fmt(t["value"]), t["target"], "yes" if t["met"] else "NO", t["what"]])
     s = res["summary"]
-    for key in ("manual_over_autograd_compiled", "compiled_over_eager",
+    for key in ("manual_over_autograd_compiled", "manual_over_autograd_graph",
+                "manual_over_autograd_bf16", "manual_over_autograd_graph_bf16",
+                "compiled_over_eager", "graph_over_eager", "fraction_of_matmul_default_mode",
+                "syncs_per_step_default_mode", "syncs_per_step_eager",
                 "lightning_defaults_over_raw", "sklearn_accuracy", "neuronlab_accuracy",
-                "scaling_exponent"):
+                "scaling_exponent", "mnist1d_samples_per_s",
+                "mnist1d_manual_over_autograd_throughput"):
+        if key in targets or any(k.startswith(f"{key}.") for k in targets):
+            continue  # already a target row
         v = s.get(key)
         if isinstance(v, dict):
             for size, x in v.items():
@@ -190,15 +247,24 @@ def tables(res: dict) -> list[tuple[str, list[str], list[list[str]]]]:
             sizes = "-".join(map(str, r["sizes"]))
             for name, v in r["variants"].items():
                 mem = r["memory"].get(name.split("/")[0], {}) if name.endswith("eager") else {}
+                syncs = v.get("syncs_per_step")
                 rows.append([f"{size} {sizes} B={r['batch']}", name, _fmt(v["time_s"], "s"),
                              _fmt(v["flops_per_s"], "flops"), f"{v['fraction_of_matmul']:.3f}",
                              _fmt(mem["saved_bytes"], "bytes") if mem else "",
-                             f"{v['spread']:.2f}"])
+                             "n/a" if syncs is None else f"{syncs:g}", f"{v['spread']:.2f}"])
             rows.append([f"{size} {sizes} B={r['batch']}", "GEMMs only (ceiling)",
                          _fmt(r["gemm_time_s"], "s"), _fmt(r["ceiling_flops_per_s"], "flops"),
-                         "1.000", "", ""])
+                         "1.000", "", "", ""])
+            if "gemm_bf16_time_s" in r:
+                rows.append([f"{size} {sizes} B={r['batch']}", "GEMMs only, bfloat16",
+                             _fmt(r["gemm_bf16_time_s"], "s"),
+                             _fmt(r["flops_per_step"] / r["gemm_bf16_time_s"], "flops"),
+                             "1.000", "", "", ""])
+            for name, why in r.get("fallbacks", {}).items():
+                rows.append([f"{size} {sizes} B={r['batch']}", name, "fell back", "", "", "",
+                             "", why[:120]])
         out.append(("Training step", ["size", "variant", "time", "achieved", "of matmul",
-                                      "saved", "spread"], rows))
+                                      "saved", "syncs/step", "spread"], rows))
     if "step" in res and any(r.get("profile") for r in res["step"].values()):
         rows = []
         for size, r in res["step"].items():
@@ -232,6 +298,12 @@ def tables(res: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         out.append((f"Scaling (exponent: batch {r['exponent_batch']:.2f}, width "
                     f"{r['exponent_width']:.2f}, all {r['exponent']:.2f})",
                     ["axis", "value", "sizes", "B", "step", "achieved"], rows))
+    if "mnist1d" in res:
+        r = res["mnist1d"]
+        rows = [[k, f"{v:,.0f}"] for k, v in r["samples_per_s"].items()]
+        out.append((f"MNIST-1D training throughput ({r['data']}; MLP "
+                    f"{'-'.join(map(str, r['sizes']))}, batch {r['batch']})",
+                    ["variant", "samples/s"], rows))
     return out
 
 
@@ -298,6 +370,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads (default: torch's choice, recorded in the JSON)")
     p.add_argument("--only", choices=tuple(SECTIONS), default=None, help="run one section")
+    p.add_argument("--skip", choices=tuple(SECTIONS), action="append", default=[],
+                   help="leave a section out (repeatable)")
     return p.parse_args(argv)
 
 
@@ -315,12 +389,14 @@ def main(argv: list[str] | None = None) -> dict:
                  "argv": sys.argv[1:] if argv is None else list(argv),
                  "machine": machine_info(device), "notes": NOTES}
     for name, section in SECTIONS.items():
-        if args.only and name != args.only:
+        if (args.only and name != args.only) or name in args.skip:
             continue
         t0 = time.perf_counter()
         print(f"[bench] {name} …", file=sys.stderr, flush=True)
         res[name] = section(plan)
         res.setdefault("section_time_s", {})[name] = time.perf_counter() - t0
+        args.out.parent.mkdir(parents=True, exist_ok=True)  # so far, in case of a timeout
+        args.out.write_text(json.dumps(_finite({**res, "partial": True}), indent=2) + "\n")
     machine = res["machine"]
     machine["loadavg_at_end"] = list(os.getloadavg())
     machine["others_cpu_busy_at_end"] = cpu_busy()
@@ -333,9 +409,9 @@ def main(argv: list[str] | None = None) -> dict:
             "numbers to read.")}
     res["runtime_s"] = time.perf_counter() - t_start
     res["summary"] = summarize(res)
-    res["targets"] = check_targets(res["summary"])
+    res["targets"] = check_targets(res["summary"], args.device)
     bad = [k for k, v in res["summary"].items()
-           if not isinstance(v, dict) and not finite_positive(v)]
+           if not isinstance(v, dict) and not finite_positive(v) and not k.startswith("syncs")]
     if bad:
         print(f"[bench] not positive finite: {bad}", file=sys.stderr)
     res = _finite(res)

@@ -1,4 +1,4 @@
-"""The sections of ``scripts/bench.py``: ceiling, step, loop, peer, scaling.
+"""The sections of ``scripts/bench.py``: ceiling, step, loop, peer, scaling, mnist1d.
 
 Each section takes a :class:`Plan` (sizes and repetitions; ``--quick`` shrinks them) and
 returns a JSON-ready dict.
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from bench_timing import (
+    BenchStep,
     GemmSequence,
-    TrainStep,
     build_mlp,
     interleaved,
     median,
@@ -25,11 +25,13 @@ from bench_timing import (
     profile_step,
     spread,
     step_flops,
+    syncs_per_step,
 )
 
 from neuronlab.data import NeuronDataModule, TensorLoader
 from neuronlab.functional import get_loss
 from neuronlab.optim import SGD
+from neuronlab.training.step import StepOptimizer, TrainStep, resolve_mode
 
 MODES = ("manual", "autograd")
 
@@ -49,6 +51,7 @@ class Plan:
     loop: dict = field(default_factory=dict)
     peer: dict = field(default_factory=dict)
     scaling: dict = field(default_factory=dict)
+    mnist1d: dict = field(default_factory=dict)
 
     @classmethod
     def make(cls, device: torch.device, dtype: torch.dtype, quick: bool, wide: bool) -> Plan:
@@ -64,20 +67,28 @@ class Plan:
                 peer=dict(batch=64, epochs=3, lr=0.1, repeats=1),
                 scaling=dict(sizes=[64, 128, 128, 10], batch=64, batches=[16, 32, 64, 128],
                              widths=[32, 64, 128, 256], blocks=3, block_s=0.02),
+                mnist1d=dict(n_samples=2000, hidden=[64, 64], batch=256, blocks=3, block_s=0.05),
             )
         sizes = {"small": ([2, 64, 64, 2], 256), "mid": ([784, 1024, 1024, 10], 512)}
-        if wide or device.type == "cuda":
+        cuda = device.type == "cuda"
+        if wide or cuda:
             sizes["wide"] = ([4096, 4096, 4096, 4096, 10], 4096)
         return cls(
             device, dtype, sizes=sizes,
-            # inductor on a 2-core CPU: ~10-20 s per graph; the 4096-wide one only on CUDA
-            compile_sizes=("small", "mid", "wide") if device.type == "cuda" else ("small", "mid"),
+            # a GPU times steadily: shorter blocks keep scripts/gpu_check.sh within its budget
+            blocks=7 if cuda else 9, block_s=0.1 if cuda else 0.2,
+            # inductor: ~10-20 s per graph on a 2-core CPU, ~20-40 s on a fresh GPU machine
+            compile_sizes=("mid",) if cuda else ("small", "mid"),
             loop=dict(rows=8192, n_in=784, hidden=[1024, 1024], n_classes=10, batch=512,
                       epochs=2, repeats=3),
             peer=dict(batch=128, epochs=40, lr=0.1, repeats=5),
             scaling=dict(sizes=[784, 1024, 1024, 10], batch=512,
                          batches=[64, 128, 256, 512, 1024, 2048],
-                         widths=[128, 256, 512, 1024, 2048], blocks=5, block_s=0.2),
+                         widths=[128, 256, 512, 1024, 2048], blocks=5,
+                         block_s=0.1 if cuda else 0.2),
+            mnist1d=dict(n_samples=50_000, hidden=[1024, 1024], batch=4096, blocks=5,
+                         block_s=0.3) if cuda else
+            dict(n_samples=10_000, hidden=[256, 256], batch=512, blocks=5, block_s=0.3),
         )
 
 
@@ -107,28 +118,49 @@ def ceiling_section(plan: Plan) -> dict:
 # ---- the training step -----------------------------------------------------------------------
 
 
+def step_variants(plan: Plan, size: str) -> dict[str, dict]:
+    """Variant name → ``BenchStep`` keywords: eager everywhere, compiled where planned, and on
+    CUDA the graph and bf16-mixed (what ``trainer.precision=bf16-mixed`` runs) as well."""
+    out = {f"{m}/eager": dict(backprop=m) for m in MODES}
+    if plan.compile_backend and size in plan.compile_sizes:
+        out |= {f"{m}/compiled": dict(backprop=m, mode="compiled",
+                                      compile_backend=plan.compile_backend) for m in MODES}
+    if plan.device.type == "cuda":
+        out |= {f"{m}/graph": dict(backprop=m, mode="graph") for m in MODES}
+        if plan.dtype == torch.float32:
+            out |= {f"{m}/{mode}/bf16-mixed": dict(backprop=m, mode=mode, precision="bf16-mixed")
+                    for mode in ("eager", "graph") for m in MODES}
+    return out
+
+
+# ratio name → the variant suffix compared, manual over autograd
+PAIRS = {"manual_over_autograd": "eager", "manual_over_autograd_compiled": "compiled",
+         "manual_over_autograd_graph": "graph", "manual_over_autograd_bf16": "eager/bf16-mixed",
+         "manual_over_autograd_graph_bf16": "graph/bf16-mixed"}
+
+
 def step_section(plan: Plan) -> dict:
-    """Step time of manual vs autograd, eager and compiled, against the GEMMs alone."""
+    """Step time of manual vs autograd — eager, compiled, graphed, bf16-mixed — each the
+    ``TrainStep`` users run, against the GEMMs alone; host syncs per step on CUDA."""
     out = {}
     for name, (sizes, batch) in plan.sizes.items():
         big_cpu = name == "wide" and plan.device.type == "cpu"
-        steps = {f"{m}/eager": TrainStep(sizes, batch, m, plan.device, plan.dtype) for m in MODES}
-        compile_s = {}
-        if plan.compile_backend and name in plan.compile_sizes:
+        steps, prime_s, fallbacks = {}, {}, {}
+        for key, kw in step_variants(plan, name).items():
             try:
-                for m in MODES:
-                    step = TrainStep(sizes, batch, m, plan.device, plan.dtype,
-                                     plan.compile_backend)
-                    t0 = time.perf_counter()
-                    step()  # compiles forward and backward
-                    step()
-                    compile_s[m] = time.perf_counter() - t0
-                    steps[f"{m}/compiled"] = step
+                step = BenchStep(sizes, batch, device=plan.device, dtype=plan.dtype, **kw)
+                prime_s[key] = step.prime()  # warm-up, compile, capture
             except Exception as err:  # no C++ toolchain, unsupported dtype: report, go on
-                compile_s["error"] = f"{type(err).__name__}: {err}"[:500]
-                steps.pop("manual/compiled", None)
+                fallbacks[key] = f"{type(err).__name__}: {err}"[:500]
+                continue
+            if step.step.fallback:  # not timed as the mode it could not run in
+                fallbacks[key] = step.step.fallback
+                continue
+            steps[key] = step
         fns: dict = dict(steps)
         fns["gemm"] = GemmSequence(sizes, batch, plan.device, plan.dtype)
+        if any(k.endswith("bf16-mixed") for k in steps):
+            fns["gemm_bf16"] = GemmSequence(sizes, batch, plan.device, torch.bfloat16)
         blocks = 3 if big_cpu else plan.blocks
         times = interleaved(fns, plan.device, blocks=blocks, block_s=plan.block_s,
                             warmup=1 if big_cpu else 3)
@@ -137,19 +169,21 @@ def step_section(plan: Plan) -> dict:
         variants = {}
         for key in steps:
             t = median(times[key])
+            gemm = times["gemm_bf16" if key.endswith("bf16-mixed") else "gemm"]
             variants[key] = {
                 "time_s": t, "spread": spread(times[key]), "flops_per_s": flops / t,
-                "block_times_s": times[key],
-                "fraction_of_matmul": paired_ratio(times["gemm"], times[key]),
+                "block_times_s": times[key], "fraction_of_matmul": paired_ratio(gemm, times[key]),
+                "syncs_per_step": syncs_per_step(steps[key], plan.device),
             }
-        ratios = {"manual_over_autograd": paired_ratio(times["manual/eager"],
-                                                       times["autograd/eager"])}
-        if "manual/compiled" in steps:
-            ratios["manual_over_autograd_compiled"] = paired_ratio(
-                times["manual/compiled"], times["autograd/compiled"])
+        ratios = {}
+        for ratio, suffix in PAIRS.items():
+            if f"manual/{suffix}" in steps and f"autograd/{suffix}" in steps:
+                ratios[ratio] = paired_ratio(times[f"manual/{suffix}"], times[f"autograd/{suffix}"])
+        for mode in ("compiled", "graph"):
             for m in MODES:
-                ratios[f"compiled_over_eager_{m}"] = paired_ratio(
-                    times[f"{m}/compiled"], times[f"{m}/eager"])
+                if f"{m}/{mode}" in steps:
+                    ratios[f"{mode}_over_eager_{m}"] = paired_ratio(times[f"{m}/{mode}"],
+                                                                    times[f"{m}/eager"])
         memory = {m: steps[f"{m}/eager"].saved_bytes() for m in MODES}
         if plan.device.type == "cuda":
             for m in MODES:
@@ -161,12 +195,17 @@ def step_section(plan: Plan) -> dict:
             / memory["autograd"]["saved_activation_bytes"])
         profiles = {} if big_cpu else {
             m: profile_step(steps[f"{m}/eager"], plan.device) for m in MODES}
+        compile_s = {k.split("/")[0]: v for k, v in prime_s.items() if k.endswith("/compiled")}
+        if any(k.endswith("/compiled") for k in fallbacks):
+            compile_s["error"] = next(v for k, v in fallbacks.items() if k.endswith("/compiled"))
         out[name] = {
             "sizes": sizes, "batch": batch, "flops_per_step": flops, "profile": profiles,
             "gemm_time_s": t_gemm, "ceiling_flops_per_s": flops / t_gemm,
             "variants": variants, "ratios": ratios, "memory": memory,
-            "compile_s": compile_s, "blocks": blocks,
+            "compile_s": compile_s, "prime_s": prime_s, "fallbacks": fallbacks, "blocks": blocks,
         }
+        if "gemm_bf16" in times:
+            out[name]["gemm_bf16_time_s"] = median(times["gemm_bf16"])
         del steps, fns
     return out
 
@@ -188,16 +227,17 @@ def _task(cfg: dict, device: torch.device):
 
 
 def _raw_fit(task, loader: TensorLoader, epochs: int) -> None:
-    """The plain PyTorch loop: what ``Trainer.fit`` does, without the machinery."""
+    """The plain loop: what ``Trainer.fit`` does, without the machinery — the same
+    ``TrainStep`` in the mode a run uses by default (eager on the CPU, graph on CUDA)."""
     conf = task.configure_optimizers()
     opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    if isinstance(opt, StepOptimizer):  # a LearnTask wired to its own TrainStep
+        opt = opt._train_step.optimizer
+    step = TrainStep(lambda x, y: task.output_and_loss((x, y))[1], opt, mode="auto")
     task.train()
     for _ in range(epochs):
-        for batch in loader:
-            opt.zero_grad(set_to_none=True)
-            _, loss = task.output_and_loss(batch)
-            loss.backward()
-            opt.step()
+        for x, y in loader:
+            step(x, y)
             sched.step()
 
 
@@ -359,7 +399,7 @@ def scaling_section(plan: Plan) -> dict:
     points += [("width", w, [base[0], w, w, base[-1]], batch0) for w in cfg["widths"]]
     rows = []
     for axis, value, sizes, batch in points:
-        step = TrainStep(sizes, batch, "manual", plan.device, plan.dtype)
+        step = BenchStep(sizes, batch, "manual", plan.device, plan.dtype)
         t = median(interleaved({"s": step}, plan.device, blocks=cfg["blocks"],
                                block_s=cfg["block_s"])["s"])
         flops = step_flops(sizes, batch)
@@ -371,4 +411,66 @@ def scaling_section(plan: Plan) -> dict:
         out[f"exponent_{axis}"] = _fit_exponent([r["flops"] for r in sel],
                                                 [r["time_s"] for r in sel])
     out["exponent"] = _fit_exponent([r["flops"] for r in rows], [r["time_s"] for r in rows])
+    return out
+
+
+# ---- MNIST-1D throughput ----------------------------------------------------------------------
+
+
+def _mnist1d(n_samples: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """MNIST-1D ``(N, 40)`` / 10 digits; random inputs of that shape if it cannot be made."""
+    try:
+        from neuronlab.data import load_dataset
+
+        ds = load_dataset("mnist1d", n_samples=n_samples)
+        return ds.x, ds.y, f"mnist1d, {n_samples:,} signals (generated once, then cached)"
+    except Exception as err:  # the package or the loader missing: same shapes, random
+        g = torch.Generator().manual_seed(0)
+        return (torch.randn(n_samples, 40, generator=g), torch.randint(0, 10, (n_samples,),
+                generator=g), f"random (N, 40) inputs, 10 classes — mnist1d unavailable: "
+                f"{type(err).__name__}: {err}"[:300])
+
+
+def mnist1d_section(plan: Plan) -> dict:
+    """Training throughput (samples/s) on MNIST-1D: manual vs autograd, eager vs graphed
+    (CUDA), whole epochs through ``TensorLoader`` and ``TrainStep`` as a run does them."""
+    cfg, dev = plan.mnist1d, plan.device
+    x, y, source = _mnist1d(cfg["n_samples"])
+    x, y = x.to(dev, plan.dtype), y.to(dev)
+    sizes = [x.shape[1], *cfg["hidden"], 10]
+    modes = ("eager", "graph") if dev.type == "cuda" else ("eager",)
+    fns, steps = {}, {}
+    for m in MODES:
+        for mode in modes:
+            net = build_mlp(sizes, m, dev, plan.dtype)
+            loss_fn = get_loss("cross_entropy", m)
+            step = TrainStep(lambda xb, yb, net=net, f=loss_fn: f(net.pre_activation(xb), yb),
+                             SGD(net.parameters(), lr=0.05), mode=mode)
+            loader = TensorLoader(x, y, cfg["batch"], shuffle=True, seed=0)
+
+            def epoch(step=step, loader=loader) -> torch.Tensor:
+                for xb, yb in loader:
+                    loss = step(xb, yb)
+                return loss
+
+            fns[f"{m}/{mode}"], steps[f"{m}/{mode}"] = epoch, step
+    times = interleaved(fns, dev, blocks=cfg["blocks"], block_s=cfg["block_s"], warmup=2,
+                        max_steps=200)
+    n = x.shape[0]
+    rate = {k: n / median(t) for k, t in times.items()}
+    default = resolve_mode("auto", dev)
+    out = {
+        "data": source, "sizes": sizes, "batch": cfg["batch"], "samples": n,
+        "steps_per_epoch": -(-n // cfg["batch"]), "samples_per_s": rate,
+        "final_loss": {k: float(f()) for k, f in fns.items()},  # one more epoch each, read once
+        "manual_over_autograd_throughput": {
+            mode: paired_ratio(times[f"autograd/{mode}"], times[f"manual/{mode}"])
+            for mode in modes},
+        "default_mode": default,
+        "note": "samples/s = N / median epoch time; the last, smaller batch of an epoch runs "
+                "as an eager step in graph mode",
+    }
+    if dev.type == "cuda":
+        out["graph_over_eager_throughput"] = {
+            m: paired_ratio(times[f"{m}/eager"], times[f"{m}/graph"]) for m in MODES}
     return out

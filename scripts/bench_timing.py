@@ -14,6 +14,7 @@ import os
 import platform
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -21,6 +22,7 @@ import torch
 from neuronlab import MLP, initialize_
 from neuronlab.functional import get_loss
 from neuronlab.optim import SGD
+from neuronlab.training.step import TrainStep
 
 Step = Callable[[], object]
 
@@ -127,31 +129,44 @@ def random_batch(
     return x, y
 
 
-class TrainStep:
-    """One training step of an MLP: forward to the logits, cross-entropy, backward, SGD update.
+class BenchStep:
+    """One training step of an MLP, as users run it: ``neuronlab.training.step.TrainStep`` (forward
+    to the logits, cross-entropy, backward, SGD update) on a fixed batch.
 
-    ``compile_backend`` (e.g. ``"inductor"``) compiles forward + loss with ``torch.compile``;
-    AOTAutograd then compiles the backward as well. The update stays eager (neuronlab's SGD).
+    ``mode``: eager | compiled (the whole step, update included, under ``torch.compile`` with
+    ``compile_backend``) | graph (one CUDA graph, replayed). ``precision``: Lightning's names.
     """
 
     def __init__(
         self, sizes: Sequence[int], batch: int, backprop: str, device: torch.device,
-        dtype: torch.dtype, compile_backend: str | None = None, lr: float = 1e-3,
+        dtype: torch.dtype, mode: str = "eager", precision: str = "32-true",
+        compile_backend: str = "inductor", lr: float = 1e-3,
     ) -> None:
         self.net = build_mlp(sizes, backprop, device, dtype)
         self.x, self.y = random_batch(sizes[0], sizes[-1], batch, device, dtype)
         self.loss_fn = get_loss("cross_entropy", backprop)
         self.opt = SGD(self.net.parameters(), lr=lr)
-        fwd = self.forward_loss
-        self.fwd = torch.compile(fwd, backend=compile_backend) if compile_backend else fwd
+        with warnings.catch_warnings(record=True) as caught:  # a fallback is recorded instead
+            warnings.simplefilter("always", RuntimeWarning)
+            self.step = TrainStep(self.forward_loss, self.opt, mode=mode, precision=precision,
+                                  compile_backend=compile_backend)
+        self.warnings = [str(w.message) for w in caught]
 
     def forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(self.net.pre_activation(x), y)
 
-    def __call__(self) -> None:
-        self.opt.zero_grad(set_to_none=True)
-        self.fwd(self.x, self.y).backward()
-        self.opt.step()
+    def __call__(self) -> torch.Tensor:
+        return self.step(self.x, self.y)
+
+    def prime(self) -> float:
+        """Run the steps before the steady state (warm-up, compile, capture); their seconds."""
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for _ in range(self.step.warmup_steps + 2):
+                self()
+        sync(self.x.device)
+        return time.perf_counter() - t0
 
     def saved_bytes(self) -> dict[str, int]:
         """Bytes of the unique storages the autograd graph saves for backward (one eager step).
@@ -186,6 +201,26 @@ class TrainStep:
         self()
         sync(device)
         return int(torch.cuda.max_memory_allocated(device))
+
+
+def syncs_per_step(step: Step, device: torch.device, n: int = 5) -> float | None:
+    """Host-device synchronisations per steady-state step: every sync warns under
+    ``torch.cuda.set_sync_debug_mode("warn")``, and the warnings are counted. ``None`` (n/a)
+    on the CPU, where nothing waits for a device."""
+    if device.type != "cuda":
+        return None
+    step()
+    sync(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for _ in range(n):
+                step()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    sync(device)
+    return sum("synchroniz" in str(w.message) for w in caught) / n
 
 
 def profile_step(step: Step, device: torch.device, n: int = 3, top: int = 6) -> dict:

@@ -53,3 +53,13 @@ def _cache_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("NEURONLAB_CACHE_DIR", None)
     else:
         os.environ["NEURONLAB_CACHE_DIR"] = before
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """The tests' tensors are tiny: one thread is fastest, and torch's thread pool on busy
+    cores is many times slower (``train()`` picks one thread for small models too)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -27,16 +27,6 @@ from neuronlab.gradcheck import compare_gradients
 from neuronlab.gradcheck.rounding import gradient_terms, rounding_bounds, unit_roundoff
 from neuronlab.training import GradientAudit
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is fastest (and train() sets torch_threads=1 anyway)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---- no false alarm near a minimum ---------------------------------------------------------
 
 

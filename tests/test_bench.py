@@ -50,7 +50,7 @@ def result(out_path: Path) -> dict:
 
 @pytest.mark.slow
 def test_quick_run_writes_every_section(result):
-    for section in ("machine", "notes", "ceiling", "step", "loop", "peer", "scaling",
+    for section in ("machine", "notes", "ceiling", "step", "loop", "peer", "scaling", "mnist1d",
                     "targets", "summary"):
         assert section in result, section
     assert list(result)[-1] == "summary"  # the JSON ends with the summary
@@ -81,6 +81,10 @@ def test_step_section_has_times_flops_and_memory(result):
         for mode in ("manual", "autograd"):
             assert r["memory"][mode]["saved_bytes"] > 0
         assert _positive_finite(r["ceiling_flops_per_s"])
+        assert all(v["syncs_per_step"] is None for v in r["variants"].values())  # CPU: n/a
+    # the whole-step compiled TrainStep ran (aot_eager in --quick), not a fallback
+    assert {"manual/compiled", "autograd/compiled"} <= set(result["step"]["mid"]["variants"])
+    assert not result["step"]["mid"]["fallbacks"]
     # a slope, not a ratio: at the quick sizes overhead dominates and it may sit near 0
     assert math.isfinite(result["scaling"]["exponent"])
 
@@ -89,3 +93,34 @@ def test_step_section_has_times_flops_and_memory(result):
 def test_markdown_table_is_written_next_to_the_json(result, out_path):
     text = out_path.with_suffix(".md").read_text()
     assert text.startswith("# neuronlab benchmark") and "| metric | value |" in text
+
+
+@pytest.mark.slow
+def test_mnist1d_throughput_is_reported(result):
+    r = result["mnist1d"]
+    assert set(r["samples_per_s"]) == {"manual/eager", "autograd/eager"}  # graph: CUDA only
+    assert all(_positive_finite(v) for v in r["samples_per_s"].values())
+    assert r["data"]
+    assert _positive_finite(result["summary"]["mnist1d_manual_over_autograd_throughput"])
+
+
+def test_cuda_targets_are_issue_12s_goals():
+    """The targets a GPU run is checked against (no run needed: a made-up summary)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    from bench import TARGETS, check_targets
+
+    summary = {
+        "fraction_of_matmul_default_mode": {"mid": 0.7},
+        "manual_over_autograd": {"small": 1.1, "mid": 1.2, "wide": 1.04},
+        "manual_over_autograd_graph": {"mid": 1.01},
+        "lightning_over_raw": 1.1, "syncs_per_step_default_mode": 0.0,
+        "mnist1d_manual_over_autograd_throughput": 1.02,
+    }
+    met = {k: v["met"] for k, v in check_targets(summary, "cuda").items()}
+    assert met == {
+        "fraction_of_matmul_default_mode.mid": True, "manual_over_autograd.small": True,
+        "manual_over_autograd.mid": False, "manual_over_autograd.wide": True,
+        "manual_over_autograd_graph.mid": False, "lightning_over_raw": True,
+        "syncs_per_step_default_mode": True, "mnist1d_manual_over_autograd_throughput": True,
+    }
+    assert set(check_targets(summary, "cpu")) <= set(TARGETS)  # the CPU's own, unchanged

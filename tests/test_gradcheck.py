@@ -33,13 +33,6 @@ from neuronlab.gradcheck.rounding import (
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and a thread pool on busy cores is far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -15,15 +15,6 @@ from neuronlab.functional import OPS
 from neuronlab.gradcheck import compare_gradients
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and a thread pool on busy cores is far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model_and_batch(plant: Plant) -> tuple[MLP, torch.Tensor, torch.Tensor]:
     """A float64 MLP (2 features, 2 classes: one logit for bce) running through the plant's op,
     and a batch of 32."""
