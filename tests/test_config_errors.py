@@ -129,8 +129,7 @@ def test_the_dataclass_defaults_are_the_yaml_defaults(group, option):
     for key, value in yaml.items():
         if isinstance(value, str) and value.startswith("${"):
             continue  # an interpolation (data.seed: ${seed})
-        assert defaults[key] == (tuple(value) if isinstance(value, list) and key == "betas"
-                                 else value), key
+        assert defaults[key] == value, key
 
 
 def test_every_trainer_option_validates():

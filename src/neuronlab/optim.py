@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -104,7 +104,7 @@ class OptimizerConfig(GroupConfig):
     lr: float = 0.5
     momentum: float = 0.0
     weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
 
     def __post_init__(self) -> None:
         require_choice("optimizer.name", self.name, OPTIMIZERS)
@@ -118,7 +118,7 @@ class OptimizerConfig(GroupConfig):
         ok = isinstance(b, list | tuple) and len(b) == 2
         require(ok and all(is_number(x) and 0 <= x < 1 for x in b), "optimizer.betas",
                 list(b) if isinstance(b, list | tuple) else b, "must be two numbers in [0, 1)")
-        self.betas = (float(b[0]), float(b[1]))
+        self.betas = [float(b[0]), float(b[1])]  # a list: checkpoints hold primitives
 
 
 @dataclass
@@ -164,7 +164,7 @@ def build_optimizer(
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                                weight_decay=config.weight_decay)
     if config.name == "adam":
-        return torch.optim.Adam(params, lr=config.lr, betas=config.betas,
+        return torch.optim.Adam(params, lr=config.lr, betas=tuple(config.betas),
                                 weight_decay=config.weight_decay)
     raise unknown_choice("optimizer.name", config.name, OPTIMIZERS)
 
