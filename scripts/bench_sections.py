@@ -31,7 +31,8 @@ from bench_timing import (
 from neuronlab.data import NeuronDataModule, TensorLoader
 from neuronlab.functional import get_loss
 from neuronlab.optim import SGD
-from neuronlab.training.step import StepOptimizer, TrainStep, resolve_mode
+from neuronlab.training.step import TrainStep, resolve_mode
+from neuronlab.training.step_optimizer import StepOptimizer
 
 MODES = ("manual", "autograd")
 

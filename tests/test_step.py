@@ -14,8 +14,9 @@ import torch
 
 from neuronlab import MLP, initialize_
 from neuronlab.functional import get_loss
-from neuronlab.optim import SGD
-from neuronlab.training.step import StepOptimizer, TrainStep, resolve_mode, sgd_update_
+from neuronlab.optim import SGD, sgd_update_
+from neuronlab.training.step import TrainStep, resolve_mode
+from neuronlab.training.step_optimizer import StepOptimizer
 
 SIZES = [8, 16, 16, 3]
 STEPS = 6

@@ -151,3 +151,44 @@ def test_small_data_logs_every_epoch_without_lightning_warnings(tmp_path):
                      "trainer.max_epochs=3")
     assert record["trainer"].log_every_n_steps == record["steps"] // 3
     assert not [w for w in caught if "logging interval" in str(w.message)]
+
+
+def test_a_compiled_whole_step_trains_like_the_eager_loop(tmp_path):
+    """train_step=compiled: forward, hand-written backward and the update compiled (a
+    TrainStep under Lightning's manual optimization); eager is Lightning's own loop."""
+    common = ["data=moons", "model=mlp", "trainer.max_epochs=3", "optimizer.momentum=0.9",
+              "scheduler=cosine"]
+    eager = run(tmp_path / "eager", *common, "train_step=eager")
+    compiled = run(tmp_path / "compiled", *common, "train_step=compiled")
+    assert compiled["status"] == "ok" and compiled["steps"] == eager["steps"]
+    assert compiled["task"].train_step.mode == "compiled"
+    a, b = _final_weights(eager), _final_weights(compiled)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
+    assert compiled["metrics"]["test/loss"] == pytest.approx(eager["metrics"]["test/loss"],
+                                                             rel=1e-3)
+
+
+def test_train_step_auto_is_eager_on_the_cpu_and_says_what_a_graph_needs():
+    from neuronlab.config import ConfigError, validate_config
+
+    assert validate_config(compose([])).train_step == "eager"
+    with pytest.raises(ConfigError, match="train_step='compiled' needs optimizer.name=sgd"):
+        validate_config(compose(["optimizer=adam", "train_step=compiled"]))
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="train_step='graph' needs a CUDA GPU"):
+            validate_config(compose(["train_step=graph"]))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed", "16-mixed"])
+def test_on_a_gpu_the_step_is_one_cuda_graph_and_trains_like_eager(tmp_path, precision):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    common = ["trainer=gpu", f"trainer.precision={precision}", "data=digits", "model=mlp",
+              "optimizer.lr=0.1", "trainer.max_epochs=5"]
+    graphed = run(tmp_path / "graph", *common)  # train_step=auto → graph on a GPU
+    assert graphed["status"] == "ok", graphed["message"]
+    assert graphed["task"].train_step.mode == "graph"
+    eager = run(tmp_path / "eager", *common, "train_step=eager")
+    assert abs(graphed["metrics"]["test/loss"] - eager["metrics"]["test/loss"]) < 0.05

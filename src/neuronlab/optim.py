@@ -200,3 +200,51 @@ def build_scheduler(
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """A per-step schedule (see :func:`schedule_factor`) over ``optimizer``."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_factor(config, total_steps))
+
+
+# ---- the update rule with a device learning rate ------------------------------------------
+
+
+@torch.no_grad()
+def sgd_update_(group: dict, state: dict, neg_lr: Tensor, skip: Tensor | None = None) -> None:
+    """neuronlab's SGD on one param group, w ← w − lr·g, reading −lr from a device tensor.
+
+    The arithmetic of ``neuronlab.optim.SGD.step`` (weight decay g + λw, velocity
+    v ← μv + (1−d)g, v₀ = g₀, Nesterov g + μv), as multi-tensor ``torch._foreach_*`` ops, bit
+    for bit: ``addcmul(w, g, −lr)`` rounds once, as ``w.add_(g, alpha=−lr)`` does.
+    ``skip`` (a 0-dim bool tensor, 16-mixed): where true, w and v keep their values.
+    """
+    ws = [w for w in group["params"] if w.grad is not None]
+    if not ws:
+        return
+    gs = [w.grad for w in ws]  # ∂L/∂w
+    mu, wd = group["momentum"], group["weight_decay"]
+    if wd != 0:
+        gs = torch._foreach_add(gs, ws, alpha=wd)  # ∂/∂w [L + λ/2 ‖w‖²]
+    if skip is not None:
+        return _sgd_update_skipping(ws, gs, group, state, neg_lr, skip)
+    if mu != 0:
+        if any("velocity" not in state[w] for w in ws):  # first step: v₀ = g₀
+            for w, g in zip(ws, gs, strict=True):
+                state[w].setdefault("velocity", g.clone())
+        else:
+            vs = [state[w]["velocity"] for w in ws]
+            torch._foreach_mul_(vs, mu)
+            torch._foreach_add_(vs, gs, alpha=1 - group["dampening"])  # v ← μv + (1−d)g
+        vs = [state[w]["velocity"] for w in ws]
+        gs = torch._foreach_add(gs, vs, alpha=mu) if group["nesterov"] else vs
+    torch._foreach_addcmul_(ws, gs, [neg_lr] * len(ws))  # w ← w − lr · g
+
+
+def _sgd_update_skipping(ws, gs, group, state, neg_lr: Tensor, skip: Tensor) -> None:
+    """As ``sgd_update_``, tensor by tensor, leaving w and v unchanged where ``skip``."""
+    mu = group["momentum"]
+    for w, g in zip(ws, gs, strict=True):
+        if mu != 0:
+            v = state[w].get("velocity")
+            if v is None:  # v₀ = g₀ (a skipped first step starts the velocity at 0)
+                v = state[w]["velocity"] = torch.where(skip, torch.zeros_like(g), g)
+            else:
+                v.copy_(torch.where(skip, v, v * mu + g * (1 - group["dampening"])))
+            g = g + v * mu if group["nesterov"] else v
+        w.addcmul_(torch.where(skip, torch.zeros_like(g), g), neg_lr)

@@ -31,7 +31,12 @@ def _compute_dtype(trainer: L.Trainer, param_dtype: torch.dtype) -> torch.dtype:
 
 
 def _loss_scale(trainer: L.Trainer) -> Tensor | None:
-    """GradScaler's current factor as a device tensor (read without a host sync), or None."""
+    """The 16-mixed loss scale the gradients carry during the backward hooks, as a device
+    tensor (read without a host sync), or None: a ``TrainStep``'s own scale when one does the
+    step, else Lightning's GradScaler's."""
+    step = getattr(getattr(trainer, "lightning_module", None), "train_step", None)
+    if step is not None and step.loss_scale is not None:
+        return step.loss_scale
     scaler = getattr(trainer.precision_plugin, "scaler", None)
     if scaler is None or not scaler.is_enabled():
         return None

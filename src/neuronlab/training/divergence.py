@@ -18,9 +18,11 @@ class Diverged(RuntimeError):
 class DivergenceGuard(L.Callback):
     """Stop at the first step whose training loss is NaN/inf or above ``max_loss``.
 
-    The check reads one scalar per step (``check_every_n_steps=1``). Checking less often
-    keeps the device free of syncs: bad steps are still found (a flag and the first bad
-    step are kept on the device), but the run ends up to N−1 steps later.
+    Every step, the first bad step and its loss are recorded *on the device* (no host sync);
+    every ``check_every_n_steps`` steps the record is read (one sync) and a bad step ends the
+    run, reported exactly, up to N−1 steps after it happened. ``null`` (the default): every
+    step on the CPU (where reading is free), every ``GPU_CHECK_EVERY`` steps on a GPU, so the
+    steady-state step never waits on the host.
     Before any checkpoint is written the parameters are checked too, so a checkpoint never
     holds non-finite weights: the last one kept is the last finite one.
 
@@ -30,16 +32,25 @@ class DivergenceGuard(L.Callback):
     left as they were, so it is not divergence. (The step still counts in ``global_step``.)
     """
 
-    def __init__(self, max_loss: float = 1e6, check_every_n_steps: int = 1) -> None:
+    GPU_CHECK_EVERY = 100
+
+    def __init__(self, max_loss: float = 1e6, check_every_n_steps: int | None = None) -> None:
         if not max_loss > 0:
             raise ValueError(f"callbacks.divergence.max_loss={max_loss} must be > 0")
-        if check_every_n_steps < 1:
+        if check_every_n_steps is not None and check_every_n_steps < 1:
             raise ValueError(
                 f"callbacks.divergence.check_every_n_steps={check_every_n_steps} must be ≥ 1"
             )
         self.max_loss = max_loss
         self.check_every_n_steps = check_every_n_steps
         self._first_bad: torch.Tensor | None = None  # (2,): step, loss of the first bad step
+        self._step: torch.Tensor | None = None  # global_step, counted on the device
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.check_every_n_steps is None:
+            on_gpu = trainer.strategy.root_device.type == "cuda"
+            self.check_every_n_steps = self.GPU_CHECK_EVERY if on_gpu else 1
+        self._step = None
 
     def _lr(self, trainer: L.Trainer) -> float | None:
         if not trainer.optimizers:
@@ -52,13 +63,17 @@ class DivergenceGuard(L.Callback):
             return
         loss = loss.detach().float()
         step = trainer.global_step  # this loss was computed at the N-th step (counting from 1)
+        if self._step is None:  # one host→device copy, then counted on the device
+            self._step = torch.tensor(float(step), device=loss.device)
+        else:
+            self._step += 1
         bad = ~torch.isfinite(loss) | (loss > self.max_loss)
-        here = torch.stack([torch.tensor(float(step), device=loss.device), loss])
+        here = torch.stack([self._step, loss])
         if self._first_bad is None:
             self._first_bad = torch.full_like(here, float("nan"))
         fresh = bad & torch.isnan(self._first_bad[0])
         self._first_bad = torch.where(fresh, here, self._first_bad)
-        if step % self.check_every_n_steps == 0:
+        if step % (self.check_every_n_steps or 1) == 0:
             self.check(trainer)
 
     def check(self, trainer: L.Trainer) -> None:

@@ -25,6 +25,7 @@ from ..optim import OptimizerConfig, SchedulerConfig
 PRECISIONS = ("32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 TEST_CHECKPOINTS = ("best", "last")
+STEP_MODES = ("auto", "eager", "compiled", "graph")
 GROUPS = ("data", "model", "init", "optimizer", "scheduler", "trainer")
 
 
@@ -82,8 +83,8 @@ def _check_callbacks(c: Mapping) -> None:
         if not isinstance(node, Mapping):
             continue
         for key, (lo, kind) in keys.items():
-            if key not in node:
-                continue
+            if key not in node or (key == "check_every_n_steps" and node[key] is None):
+                continue  # the divergence check's null: chosen by device
             v = node[key]
             if kind is int:
                 require(is_int(v) and v >= lo, f"callbacks.{name}.{key}", v,
@@ -129,6 +130,7 @@ class RunConfig:
     callbacks: dict[str, Any]
     torch_threads: int | None = None
     test_ckpt: str = "best"
+    train_step: str = "auto"
     ckpt_path: str | None = None
 
 
@@ -150,6 +152,7 @@ def validate_config(cfg: Mapping) -> RunConfig:
     threads = cfg.get("torch_threads")
     require(threads is None or (is_int(threads) and threads >= 1), "torch_threads", threads,
           "must be null (auto: 1 thread for small models) or an integer ≥ 1")
+    require_choice("train_step", cfg.get("train_step", "auto"), STEP_MODES)
     require_choice("test_ckpt", cfg.get("test_ckpt", "best"), TEST_CHECKPOINTS)
     ckpt = cfg.get("ckpt_path")
     if ckpt is not None and ckpt != "last":
@@ -157,4 +160,33 @@ def validate_config(cfg: Mapping) -> RunConfig:
               "is not a file; give a checkpoint path, 'last' or null")
     return RunConfig(seed=seed, trainer=dict(cfg["trainer"]),
                      callbacks=dict(callbacks), torch_threads=threads,
-                     test_ckpt=cfg.get("test_ckpt", "best"), ckpt_path=ckpt, **groups)
+                     test_ckpt=cfg.get("test_ckpt", "best"), ckpt_path=ckpt,
+                     train_step=resolve_step_mode(cfg.get("train_step", "auto"), groups,
+                                                  cfg["trainer"]), **groups)
+
+
+def resolve_step_mode(mode: str, groups: dict[str, Any], trainer: Mapping) -> str:
+    """``train_step`` for this run: ``auto`` is ``graph`` on one CUDA GPU with neuronlab's SGD
+    (the whole step captured once and replayed), else ``eager`` (Lightning's own loop). A
+    compiled or graphed step needs one device, ``optimizer.name=sgd`` and no gradient
+    accumulation or clipping (Lightning does those itself only in its own loop)."""
+    accelerator = str(trainer.get("accelerator", "auto"))
+    on_gpu = accelerator in ("gpu", "cuda") or (
+        accelerator == "auto" and torch.cuda.is_available())
+    blockers = []
+    if trainer.get("devices", 1) not in (1, "1") or (trainer.get("num_nodes") or 1) > 1:
+        blockers.append("trainer.devices=1")
+    if groups["optimizer"].name != "sgd":
+        blockers.append("optimizer.name=sgd")
+    if (trainer.get("accumulate_grad_batches") or 1) > 1:
+        blockers.append("no trainer.accumulate_grad_batches")
+    if trainer.get("gradient_clip_val"):
+        blockers.append("no trainer.gradient_clip_val")
+    if mode == "graph" and not on_gpu:
+        blockers.append("a CUDA GPU (trainer=gpu)")
+    if mode == "auto":
+        return "graph" if on_gpu and not blockers else "eager"
+    if mode != "eager" and blockers:
+        raise ConfigError(f"train_step={mode!r} needs {', '.join(blockers)}; use "
+                          "train_step=eager (or auto)")
+    return mode

@@ -52,8 +52,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..functional.registry import unknown_choice
-from ..optim import SGD
+from ..errors import unknown_choice
+from ..optim import SGD, sgd_update_
+from .cuda_graph import GraphCapture, one_line
 
 STEP_MODES = ("auto", "eager", "compiled", "graph")
 PRECISIONS = ("32-true", "64-true", "bf16-true", "16-true", "bf16-mixed", "16-mixed")
@@ -77,63 +78,10 @@ def _check_precision(precision: str | int) -> str:
     return p
 
 
-def _one_line(err: BaseException) -> str:
-    first = next((line for line in str(err).splitlines() if line.strip()), "")
-    return f"{type(err).__name__}: {first}"[:300]
-
-
-# ---- the update rule with a device learning rate ------------------------------------------
-
-
-@torch.no_grad()
-def sgd_update_(group: dict, state: dict, neg_lr: Tensor, skip: Tensor | None = None) -> None:
-    """neuronlab's SGD on one param group, w ← w − lr·g, reading −lr from a device tensor.
-
-    The arithmetic of ``neuronlab.optim.SGD.step`` (weight decay g + λw, velocity
-    v ← μv + (1−d)g, v₀ = g₀, Nesterov g + μv), as multi-tensor ``torch._foreach_*`` ops, bit
-    for bit: ``addcmul(w, g, −lr)`` rounds once, as ``w.add_(g, alpha=−lr)`` does.
-    ``skip`` (a 0-dim bool tensor, 16-mixed): where true, w and v keep their values.
-    """
-    ws = [w for w in group["params"] if w.grad is not None]
-    if not ws:
-        return
-    gs = [w.grad for w in ws]  # ∂L/∂w
-    mu, wd = group["momentum"], group["weight_decay"]
-    if wd != 0:
-        gs = torch._foreach_add(gs, ws, alpha=wd)  # ∂/∂w [L + λ/2 ‖w‖²]
-    if skip is not None:
-        return _sgd_update_skipping(ws, gs, group, state, neg_lr, skip)
-    if mu != 0:
-        if any("velocity" not in state[w] for w in ws):  # first step: v₀ = g₀
-            for w, g in zip(ws, gs, strict=True):
-                state[w].setdefault("velocity", g.clone())
-        else:
-            vs = [state[w]["velocity"] for w in ws]
-            torch._foreach_mul_(vs, mu)
-            torch._foreach_add_(vs, gs, alpha=1 - group["dampening"])  # v ← μv + (1−d)g
-        vs = [state[w]["velocity"] for w in ws]
-        gs = torch._foreach_add(gs, vs, alpha=mu) if group["nesterov"] else vs
-    torch._foreach_addcmul_(ws, gs, [neg_lr] * len(ws))  # w ← w − lr · g
-
-
-def _sgd_update_skipping(ws, gs, group, state, neg_lr: Tensor, skip: Tensor) -> None:
-    """As ``sgd_update_``, tensor by tensor, leaving w and v unchanged where ``skip``."""
-    mu = group["momentum"]
-    for w, g in zip(ws, gs, strict=True):
-        if mu != 0:
-            v = state[w].get("velocity")
-            if v is None:  # v₀ = g₀ (a skipped first step starts the velocity at 0)
-                v = state[w]["velocity"] = torch.where(skip, torch.zeros_like(g), g)
-            else:
-                v.copy_(torch.where(skip, v, v * mu + g * (1 - group["dampening"])))
-            g = g + v * mu if group["nesterov"] else v
-        w.addcmul_(torch.where(skip, torch.zeros_like(g), g), neg_lr)
-
-
 # ---- the step ------------------------------------------------------------------------------
 
 
-class TrainStep:
+class TrainStep(GraphCapture):
     """Forward, loss, backward and update as one call, in one of ``STEP_MODES``.
 
     Args:
@@ -332,126 +280,7 @@ class TrainStep:
             self._compiled[1]()
             return loss
         except Exception as err:  # compiling failed (before the update ran)
-            self._fall_back(f"torch.compile failed: {_one_line(err)}")
+            self._fall_back(f"torch.compile failed: {one_line(err)}")
             self.forward_backward(x, y)
             self.update()
             return self.last_loss
-
-    # ---- CUDA graph ------------------------------------------------------------------------
-    @staticmethod
-    def _shapes(x: Tensor, y: Tensor) -> tuple:
-        return (x.shape, x.dtype, x.device, y.shape, y.dtype, y.device)
-
-    def _state_ready(self) -> bool:
-        return all(g["momentum"] == 0 or all("velocity" in self.optimizer.state[p]
-                                             for p in g["params"] if p.grad is not None)
-                   for g in self.optimizer.param_groups)
-
-    def _signature(self) -> tuple:
-        """What the graph baked in: tensor addresses and the non-lr hyperparameters."""
-        state = self.optimizer.state
-        return tuple(
-            (tuple(p.data_ptr() for p in g["params"]),
-             tuple(state[p]["velocity"].data_ptr() for p in g["params"] if "velocity" in state[p]),
-             g["momentum"], g["weight_decay"], g["dampening"], g["nesterov"])
-            for g in self.optimizer.param_groups)
-
-    def _restore_grads(self, static: list[Tensor | None]) -> None:
-        for p, g in zip(self.params, static, strict=True):
-            if g is not None and p.grad is not None and p.grad is not g:
-                g.copy_(p.grad)
-                p.grad = g
-
-    def _graph_step(self, x: Tensor, y: Tensor) -> Tensor:
-        self._sync_lr()
-        if self._graph is not None and self._signature() != self._captured:
-            self._graph = None  # params moved, state reloaded, momentum changed: capture again
-            self._warm = self.warmup_steps
-        if self._graph is None:
-            if self._warm < self.warmup_steps or not self._state_ready():
-                self._warm += 1
-                return self._side_stream_step(x, y)
-            try:
-                self._capture(x, y)
-            except Exception as err:  # an op that syncs or cannot be captured
-                self._fall_back(f"CUDA graph capture failed: {_one_line(err)}")
-                self.forward_backward(x, y)
-                self.update()
-                return self.last_loss
-        elif self._shapes(x, y) != self._shape:
-            self.forward_backward(x, y)  # the last, smaller batch: eagerly, grads kept static
-            self.update()
-            return self.last_loss
-        self._static_x.copy_(x, non_blocking=True)
-        self._static_y.copy_(y, non_blocking=True)
-        self._graph.replay()
-        for p, g in zip(self.params, self._grads, strict=True):
-            if p.grad is not g:  # someone set .grad to None: point it at the graph's buffer
-                p.grad = g
-        return self._static_loss.clone()  # the caller's tensor survives the next replay
-
-    def _side_stream_step(self, x: Tensor, y: Tensor) -> Tensor:
-        """A warm-up step (a real one) on a side stream, as PyTorch's capture recipe does."""
-        stream = torch.cuda.Stream(self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream):
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self._body(x, y)
-        torch.cuda.current_stream(self.device).wait_stream(stream)
-        return loss
-
-    def _capture(self, x: Tensor, y: Tensor) -> None:
-        self._static_x, self._static_y = x.clone(), y.clone()
-        self._shape = self._shapes(x, y)
-        self.optimizer.zero_grad(set_to_none=True)  # backward allocates .grad in the graph
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._static_loss = self._body(self._static_x, self._static_y)
-        self._graph, self._grads = graph, [p.grad for p in self.params]
-        self._captured = self._signature()
-
-
-# ---- for Lightning ---------------------------------------------------------------------------
-
-
-class StepOptimizer(torch.optim.Optimizer):
-    """The optimizer Lightning holds when a ``TrainStep`` does the update (manual optimization).
-
-    Its ``param_groups`` and ``state`` are the wrapped optimizer's, so learning-rate schedulers,
-    ``LearningRateMonitor`` and checkpoints see the real ones. ``step(closure)`` runs the
-    closure (a whole ``TrainStep`` call, or a ``forward_backward``) and then the pending update,
-    so ``LightningOptimizer.step`` still counts ``global_step``. Under 16-mixed the step scales
-    the loss itself: set ``trainer.precision_plugin.scaler = None`` (in ``on_fit_start``), or
-    Lightning's ``GradScaler`` asks for a ``scaler.scale(loss)`` that never came.
-    """
-
-    def __init__(self, train_step: TrainStep) -> None:  # no Optimizer.__init__: all delegated
-        self._train_step = train_step
-
-    @property
-    def _inner(self) -> torch.optim.Optimizer:
-        return self._train_step.optimizer
-
-    param_groups = property(lambda self: self._inner.param_groups)
-    state = property(lambda self: self._inner.state)
-    defaults = property(lambda self: self._inner.defaults)
-
-    def step(self, closure: Callable[[], object] | None = None):  # noqa: D102
-        result = closure() if closure is not None else None
-        self._train_step.update()
-        return result
-
-    def zero_grad(self, set_to_none: bool = True) -> None:  # noqa: D102
-        self._inner.zero_grad(set_to_none=set_to_none)
-
-    def state_dict(self) -> dict:  # noqa: D102
-        return self._inner.state_dict()
-
-    def load_state_dict(self, state_dict: dict) -> None:  # noqa: D102
-        self._inner.load_state_dict(state_dict)
-
-    def add_param_group(self, param_group: dict) -> None:  # noqa: D102
-        self._inner.add_param_group(param_group)
-
-    def __repr__(self) -> str:
-        return f"StepOptimizer({self._train_step.mode}, {self._inner!r})"

@@ -14,10 +14,13 @@ import torch
 import torchmetrics
 from torch import Tensor
 
+from ..errors import unknown_choice
 from ..functional import LOSSES, get_loss
 from ..init import InitConfig, initialize_
 from ..modules import ModelConfig, Neuron, build_network
 from ..optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler
+from .step import TrainStep
+from .step_optimizer import StepOptimizer
 
 
 class LearnTask(L.LightningModule):
@@ -44,8 +47,16 @@ class LearnTask(L.LightningModule):
         scheduler: SchedulerConfig | Mapping[str, Any],
         seed: int = 0,
         feature_names: list[str] | None = None,
+        step_mode: str = "eager",
     ) -> None:
         super().__init__()
+        if step_mode not in ("eager", "compiled", "graph"):
+            raise unknown_choice("step_mode", step_mode, ("eager", "compiled", "graph"))
+        # eager: Lightning's own loop; compiled / graph: a TrainStep does forward, backward
+        # and update in one call (manual optimization), see training/step.py
+        self.step_mode = step_mode
+        self.automatic_optimization = step_mode == "eager"
+        self.train_step: TrainStep | None = None
         self.model_config = ModelConfig.from_mapping(model)
         self.init_config = InitConfig.from_mapping(init)
         self.optimizer_config = OptimizerConfig.from_mapping(optimizer)
@@ -55,7 +66,7 @@ class LearnTask(L.LightningModule):
             "n_in": n_in, "n_classes": n_classes, "model": self.model_config.to_dict(),
             "init": self.init_config.to_dict(), "optimizer": self.optimizer_config.to_dict(),
             "scheduler": self.scheduler_config.to_dict(), "seed": seed,
-            "feature_names": feature_names,
+            "feature_names": feature_names, "step_mode": step_mode,
         }, logger=False)
         self.loss_name = self.model_config.loss
         self.takes_logits = LOSSES[self.loss_name].takes_logits
@@ -95,11 +106,48 @@ class LearnTask(L.LightningModule):
         return (out.reshape(-1) > threshold).long()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        _, loss = self.output_and_loss(batch)
+        if self.automatic_optimization:
+            _, loss = self.output_and_loss(batch)
+        else:
+            loss = self._stepped(*batch)
         n = batch[0].shape[0]
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+        # on the progress bar only in eager mode: the bar reads the value every step (a sync)
+        self.log("train/loss", loss, on_step=True, on_epoch=False,
+                 prog_bar=self.automatic_optimization, batch_size=n)
         self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, batch_size=n)
         return loss
+
+    def _stepped(self, x: Tensor, y: Tensor) -> Tensor:
+        """One ``TrainStep`` call (compiled or replayed graph); on the steps a callback needs
+        the backward hooks (gradient audit, gradient flow), an eager step that runs them."""
+        step = self.train_step
+        if any(self.trainer.global_step % n == 0 for n in self._hook_steps):
+            plugin = self.trainer.precision_plugin
+            def closure() -> Tensor:
+                return step.forward_backward(
+                    x, y, after_backward=lambda loss: plugin.post_backward(loss, self))
+        else:
+            def closure() -> Tensor:
+                return step(x, y)
+        self.optimizers().step(closure=closure)
+        self.lr_schedulers().step()
+        return step.last_loss
+
+    def on_fit_start(self) -> None:
+        from .audit import GradientAudit
+        from .flow import GradientFlow
+
+        self._hook_steps = [cb.every_n_steps for cb in self.trainer.callbacks
+                            if isinstance(cb, GradientAudit | GradientFlow)]
+        if not self.automatic_optimization:  # the step scales a 16-mixed loss on the device
+            self.trainer.precision_plugin.scaler = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.train_step is not None:  # the 16-mixed loss scale (empty otherwise)
+            checkpoint["train_step"] = self.train_step.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._train_step_state = checkpoint.get("train_step") or {}
 
     def _eval_step(self, batch, stage: str, metric: torchmetrics.Metric) -> Tensor:
         out, loss = self.output_and_loss(batch)
@@ -118,6 +166,11 @@ class LearnTask(L.LightningModule):
 
     def configure_optimizers(self):
         opt = build_optimizer(self.net.parameters(), self.optimizer_config)
+        if not self.automatic_optimization:
+            self.train_step = TrainStep(lambda x, y: self.output_and_loss((x, y))[1], opt,
+                                        mode=self.step_mode, precision=self.trainer.precision)
+            self.train_step.load_state_dict(getattr(self, "_train_step_state", {}))
+            opt = StepOptimizer(self.train_step)
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
         sched = build_scheduler(opt, self.scheduler_config, int(total))
         # named "lr", so LearningRateMonitor logs the rate under that tag
