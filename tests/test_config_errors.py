@@ -121,7 +121,7 @@ def test_every_shipped_option_fits_its_dataclass_and_validates(group):
 
 @pytest.mark.parametrize("group,option", [("model", "mlp"), ("init", "xavier_normal"),
                                           ("optimizer", "sgd"), ("scheduler", "none"),
-                                          ("data", "_base")])
+                                          ("data", "../data_defaults")])
 def test_the_dataclass_defaults_are_the_yaml_defaults(group, option):
     """No Python fallback disagrees with the shipped YAML."""
     yaml = OmegaConf.to_container(OmegaConf.load(config_dir() / group / f"{option}.yaml"))

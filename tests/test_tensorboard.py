@@ -132,3 +132,24 @@ def test_tensorboard_serves_every_point_of_every_run(sweep):
     finally:
         served.stop()
     assert served.proc.returncode is not None
+
+
+def test_a_run_resumed_in_its_folder_serves_each_step_once(tmp_path):
+    """Resuming from an earlier checkpoint into the same folder (as after a kill -9, where
+    the run had logged past its last checkpoint) must not show those steps twice."""
+    common = [f"trainer.max_epochs={EPOCHS}", "callbacks.progress_bar=null", "torch_threads=1",
+              "callbacks.model_checkpoint.save_top_k=-1"]
+    first = train(compose(common, output_dir=tmp_path))
+    assert first["status"] == "ok"
+    early = tmp_path / "checkpoints" / "best-epoch001.ckpt"
+    again = train(compose([*common, f"ckpt_path={early}"], output_dir=tmp_path))
+    assert again["status"] == "ok" and again["steps"] == first["steps"]
+    served = Served(tmp_path)
+    try:
+        served.wait_for_runs(1)
+        for tag in ("train/loss", "val/loss"):
+            steps = served.points("tb", tag)
+            assert steps == sorted(set(steps)), (tag, steps)  # each step once, in order
+        assert len(served.points("tb", "val/loss")) == EPOCHS
+    finally:
+        served.stop()

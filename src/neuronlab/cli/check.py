@@ -43,7 +43,9 @@ def _print_table(rows: Sequence[CheckRow]) -> None:
         table.add_row(r.op, r.device, r.dtype, _mark(r.gradcheck), _mark(r.gradgradcheck), grade,
                       f"{r.error:.2g}×", r.allowed or "—",
                       "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]")
-    console = Console(width=None if Console().is_terminal else 140)
+    # as wide as the table needs: a narrower console would cut cells to "float…"
+    needed = Console(width=1000).measure(table).maximum
+    console = Console(width=max(needed, Console().width))
     console.print(table)
     for r in rows:
         for detail in r.details:

@@ -47,6 +47,8 @@ def report(record: dict) -> None:
             f"test accuracy: [bold]{m['test/acc']:.4f}[/]   test loss: {m['test/loss']:.4f}"
             f"   ({record['steps']} steps, {record['seconds']:.1f} s)"
         )
+        if record.get("resumed_from"):
+            console.print(f"resumed from {record['resumed_from']}", soft_wrap=True)
         if record.get("tested_on"):
             console.print(f"tested on {record['tested_on']}", soft_wrap=True)
     weights = record.get("feature_weights")

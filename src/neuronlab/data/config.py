@@ -2,7 +2,7 @@
 
 Hydra instantiates ``_target_`` (:class:`~neuronlab.data.module.NeuronDataModule`) with these
 keys; :class:`DataConfig` is the same group as a dataclass, built by the config checks before
-anything is loaded. Defaults are ``conf/data/_base.yaml``'s.
+anything is loaded. Defaults are ``conf/data_defaults.yaml``'s.
 """
 
 from __future__ import annotations

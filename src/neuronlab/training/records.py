@@ -60,3 +60,18 @@ def log_hparams(logger: Any, params: dict[str, Any], final: dict[str, float], st
     for summary in (experiment, start, end):
         writer.add_summary(summary, step)
     logger.finalize("success" if status == "ok" else "failed")
+
+
+def mark_resume(logger: Any, step: int) -> None:
+    """Tell TensorBoard that the run goes on from ``step``: a ``SessionLog.START`` event at
+    that step makes it drop what an interrupted run logged after its checkpoint (a run killed
+    mid-epoch wrote points the resumed run writes again), instead of showing them twice, out
+    of order."""
+    from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+    experiment = getattr(logger, "experiment", None)
+    if experiment is None or not hasattr(experiment, "_get_file_writer"):
+        return  # not TensorBoard
+    writer = experiment._get_file_writer()
+    writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))
+    writer.flush()

@@ -47,11 +47,11 @@ def _first_difference(group: str, saved: dict, now: dict, keys) -> str | None:
     return None
 
 
-def check_resumable(ckpt_path: str, task: LearnTask, datamodule: Any) -> None:
+def check_resumable(ckpt_path: str, task: LearnTask, datamodule: Any) -> int:
     """Raise :class:`ConfigError` unless ``ckpt_path`` is a safe, whole training checkpoint of
     a network of the same shape as ``task``'s, trained with the same data, optimizer and
     schedule (a resume restores the optimizer's state: a new ``optimizer.lr`` would be
-    silently ignored)."""
+    silently ignored). Returns the step the checkpoint was saved at."""
     try:
         ckpt = load_checkpoint(ckpt_path)
     except CheckpointError as e:
@@ -90,6 +90,7 @@ def check_resumable(ckpt_path: str, task: LearnTask, datamodule: Any) -> None:
                 f"keep the checkpoint's value, or start a new run (without ckpt_path) to "
                 "change it"
             )
+    return int(ckpt.get("global_step", 0))
 
 
 def resume_hint(e: Interrupted, run_dir: Path) -> str:

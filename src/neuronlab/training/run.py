@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from .audit import GradientMismatch
 from .checkpoint import CheckpointError, SafeCheckpointIO, remove_stale_temp_files
 from .divergence import Diverged
 from .interrupt import INTERRUPTED_CKPT, Interrupted, InterruptSaver
-from .records import FINISHED, hparams_of, log_hparams, read_metrics, write_metrics
+from .records import FINISHED, hparams_of, log_hparams, mark_resume, read_metrics, write_metrics
 from .resume import check_resumable, resolve_checkpoint, resume_hint, test_checkpoint
 from .settings import RunConfig, validate_config
 from .task import LearnTask
@@ -100,7 +101,7 @@ def batches_per_epoch(datamodule: Any) -> int | None:
         return None
 
 
-SMALL_STEP_FLOPS = 5e7  # below this, one thread beats several: synchronising costs more
+SMALL_STEP_FLOPS = 1e9  # below this, one thread beats several: synchronising costs more
 
 
 def choose_threads(task: LearnTask, datamodule: Any) -> int | None:
@@ -148,7 +149,9 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
         raise ConfigError(str(e)) from e
     interrupted_ckpt = run_dir / "checkpoints" / INTERRUPTED_CKPT
     if ckpt is not None:
-        check_resumable(ckpt, task, datamodule)
+        resume_step = check_resumable(ckpt, task, datamodule)
+        if trainer.is_global_zero and trainer.logger:
+            mark_resume(trainer.logger, resume_step)
     else:  # a fresh start: a Ctrl-C checkpoint of an earlier run here is not this run's
         interrupted_ckpt.unlink(missing_ok=True)
     remove_stale_temp_files(run_dir / "checkpoints")
@@ -158,7 +161,11 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
     tested_on = None
     start = time.perf_counter()
     try:
-        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt)
+        with warnings.catch_warnings():
+            if ckpt is not None:  # our loader resumes mid-epoch in order; the folder is ours
+                warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
+                warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt)
         fit_metrics = _scalars(trainer.callback_metrics)  # test() resets callback_metrics
         test_ckpt, tested_on = test_checkpoint(trainer, settings.test_ckpt)
         test = trainer.test(task, datamodule=datamodule, verbose=False, ckpt_path=test_ckpt)[0]
@@ -189,6 +196,7 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
         "seconds": round(seconds, 3),
         "metrics": final,
         "tested_on": tested_on,
+        "resumed_from": ckpt,
         "torch_threads": torch.get_num_threads(),
         "feature_weights": task.feature_weights(),
         "class_names": [str(c) for c in datamodule.class_names],
