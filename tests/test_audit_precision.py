@@ -25,15 +25,6 @@ from neuronlab.functional import get_loss
 from neuronlab.training import DivergenceGuard, GradientAudit, GradientMismatch
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is fastest (and train() sets torch_threads=1 anyway)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class _Task:
     """What the audit uses of the LightningModule: ``net``, ``loss_name``, ``output_and_loss``."""
 

@@ -12,15 +12,6 @@ from neuronlab.functional import OPS
 from neuronlab.gradcheck import check_function
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and a thread pool on busy cores is far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("name", list(OPS))
 def test_randomized_correct_ops_raise_no_alarm(name, dtype, device):

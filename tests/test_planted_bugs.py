@@ -16,14 +16,6 @@ from neuronlab.gradcheck import GOOD, check_function
 NAMES = params()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and a thread pool on busy cores is far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _check(plant: Plant, with_reference: bool = True, shape: tuple[int, ...] | None = None):
     return check_function(plant.manual, *plant.inputs(shape),

@@ -5,16 +5,13 @@ functions, then one ``torch.autograd.Function`` per activation whose ``backward`
 *local derivative × upstream gradient*. Each backward is built from differentiable torch
 ops, so double backward (``gradgradcheck``, Hessian-vector products) works.
 
-Sigmoid, tanh and ReLU save their *output* (the next layer saves that tensor anyway, so it
-costs no extra memory); the others save their input.
-
-Dtypes (see ``precision``): an activation computes in its input's dtype, under autocast too
-(it is on none of autocast's lists; CUDA's puts softplus on its float32 list, and so do we).
-bfloat16/float16 inputs get float32 inner math, forward and backward, rounded once, as in
-PyTorch's kernels. NaN propagates as in torch: a NaN input gives a NaN output, and its
-gradient is never a silent zero where torch's is not (relu passes the upstream gradient
-through at NaN, as torch does; a NaN *upstream* gradient stays NaN, where torch's relu writes 0
-for z ≤ 0).
+Sigmoid, tanh and ReLU save their *output* (the next layer saves it anyway: no extra
+memory); the others save their input. Dtypes (see ``precision``): an activation computes in
+its input's dtype, under autocast too (CUDA's autocast puts softplus on its float32 list, and
+so do we); bfloat16/float16 inputs get float32 inner math, rounded once, as in PyTorch's
+kernels. NaN propagates as in torch: a NaN input gives a NaN output and never a silent zero
+gradient (relu passes the upstream gradient through at NaN; a NaN *upstream* gradient stays
+NaN, where torch's relu writes 0 for z ≤ 0).
 """
 
 from __future__ import annotations
@@ -24,6 +21,7 @@ import math
 import torch
 from torch import Tensor
 
+from .dispatch import cache_signature
 from .precision import FLOAT32, INPUT_DTYPE, DtypeRule, autocast_inputs, opmath
 
 # ---- local derivatives, da/dz (called with float32 or float64 tensors) --------------------
@@ -97,6 +95,7 @@ def _chain(grad_output: Tensor, local: Tensor) -> Tensor:
     return (opmath(grad_output) * local).to(grad_output.dtype)
 
 
+@cache_signature
 class SigmoidFunction(torch.autograd.Function):
     """a = 1 / (1 + e^{−z}).  Backward: ∂L/∂z = ∂L/∂a · a(1 − a)."""
 
@@ -117,6 +116,7 @@ class SigmoidFunction(torch.autograd.Function):
         return _chain(grad_output, sigmoid_derivative(opmath(a)))
 
 
+@cache_signature
 class TanhFunction(torch.autograd.Function):
     """a = tanh(z).  Backward: ∂L/∂z = ∂L/∂a · (1 − a²)."""
 
@@ -137,6 +137,7 @@ class TanhFunction(torch.autograd.Function):
         return _chain(grad_output, tanh_derivative(opmath(a)))
 
 
+@cache_signature
 class ReLUFunction(torch.autograd.Function):
     """a = max(z, 0).  Backward: ∂L/∂z = ∂L/∂a · 1[z > 0] (· 1 at NaN, as torch)."""
 
@@ -157,6 +158,7 @@ class ReLUFunction(torch.autograd.Function):
         return grad_output * relu_derivative(a)  # × 0 or 1: exact in every dtype
 
 
+@cache_signature
 class LeakyReLUFunction(torch.autograd.Function):
     """a = z if z > 0 else s·z.  Backward: ∂L/∂z = ∂L/∂a · (1 if z > 0 else s)."""
 
@@ -180,6 +182,7 @@ class LeakyReLUFunction(torch.autograd.Function):
         return _chain(grad_output, leaky_relu_derivative(opmath(z), ctx.negative_slope)), None
 
 
+@cache_signature
 class SoftplusFunction(torch.autograd.Function):
     """a = log(1 + e^{βz}) / β (z where βz > threshold).  Backward: ∂L/∂z = ∂L/∂a · σ(βz).
 
@@ -210,6 +213,7 @@ class SoftplusFunction(torch.autograd.Function):
         return _chain(grad_output, local), None, None
 
 
+@cache_signature
 class GELUFunction(torch.autograd.Function):
     """a = z Φ(z) (exact, erf), or ½ z (1 + tanh(√(2/π)(z + 0.044715 z³))) ('tanh').
 

@@ -28,6 +28,7 @@ import math
 import torch
 from torch import Tensor
 
+from .dispatch import cache_signature
 from .precision import LOW_PRECISION, DtypeRule, autocast_inputs
 
 
@@ -57,6 +58,7 @@ def _flat(t: Tensor) -> Tensor:
 GEMM = DtypeRule(LOW_PRECISION, opmath=False)
 
 
+@cache_signature
 class LinearFunction(torch.autograd.Function):
     """z = x Wᵀ + b.  Backward: ∂L/∂x = g W, ∂L/∂W = gᵀ x, ∂L/∂b = Σ_batch g."""
 

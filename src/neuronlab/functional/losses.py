@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .cross_entropy import CrossEntropyFunction, cross_entropy
+from .dispatch import cache_signature
 from .precision import FLOAT32, DtypeRule, autocast_inputs, opmath
 from .reduction import (
     REDUCTIONS,
@@ -51,6 +52,7 @@ __all__ = [
 LOSS = DtypeRule(FLOAT32)
 
 
+@cache_signature
 class MSELossFunction(torch.autograd.Function):
     """L = mean((ŷ − y)²).  Backward: ∂L/∂ŷ = g · 2(ŷ − y)/N, ∂L/∂y = −∂L/∂ŷ."""
 
@@ -89,6 +91,7 @@ def _bce_with_logits(z: Tensor, y: Tensor, pos_weight: Tensor | None) -> Tensor:
     return (1 - y) * z - log_sigmoid
 
 
+@cache_signature
 class BCEWithLogitsFunction(torch.autograd.Function):
     """L = mean(w · [(1 − y)z − l·log σ(z)]), l = 1 + (p − 1)y: BCE of σ(z), positives × p.
 
