@@ -38,11 +38,8 @@ def tanh_derivative(a: Tensor) -> Tensor:
 
 
 def relu_derivative(a: Tensor) -> Tensor:
-    """relu'(z) = 1 where z > 0 else 0 (0 at the kink, as torch does); a > 0 ⇔ z > 0.
-
-    Written as "not a ≤ 0" so that at NaN (a = relu(NaN) = NaN) the gradient passes through,
-    as torch's ``threshold_backward`` does, instead of becoming a silent 0.
-    """
+    """relu'(z) = 1 where z > 0 else 0 (0 at the kink, as torch); a > 0 ⇔ z > 0. Written as
+    "not a ≤ 0": at NaN the gradient passes through, as torch's, not a silent 0."""
     return (~(a <= 0)).to(a.dtype)
 
 
