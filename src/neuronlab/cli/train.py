@@ -72,6 +72,11 @@ def report(record: dict) -> None:
         print(f"TensorBoard: tensorboard --logdir {run_dir}")
 
 
+def _no_advertising(record) -> bool:
+    """Drop Lightning's "💡 Tip: … litlogger" line from the run's log."""
+    return "litlogger" not in str(record.getMessage())
+
+
 def quiet_lightning() -> None:
     """Lightning's info lines (accelerator, tips) go to the run's log file, not the console."""
     import logging
@@ -87,6 +92,8 @@ def quiet_lightning() -> None:
             ):
                 logger.removeHandler(handler)
         logger.propagate = True
+    for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_no_advertising)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 

@@ -132,10 +132,11 @@ def range_test(cfg: Any, min_lr: float = 1e-5, max_lr: float = 10.0, steps: int 
     and read it with :func:`suggest_lr`. Callbacks and logger are dropped; the weights are
     restored afterwards by Lightning."""
     import lightning as L
+    import torch
     from lightning.pytorch.tuner import Tuner
     from omegaconf import DictConfig, OmegaConf
 
-    from ..training.run import build
+    from ..training.run import build, choose_threads
 
     if not 0 < min_lr < max_lr:
         raise ValueError(f"need 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}")
@@ -155,9 +156,16 @@ def range_test(cfg: Any, min_lr: float = 1e-5, max_lr: float = 10.0, steps: int 
         raw.append(float(outputs["loss"]) if outputs else float("nan"))
 
     task.on_train_batch_end = record
-    finder = Tuner(trainer).lr_find(task, datamodule=datamodule, min_lr=min_lr, max_lr=max_lr,
-                                    num_training=steps, early_stop_threshold=None,
-                                    update_attr=False)
+    threads_before = torch.get_num_threads()  # as train(): 1 thread for a small model
+    threads = cfg.get("torch_threads") or choose_threads(task, datamodule)
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        finder = Tuner(trainer).lr_find(task, datamodule=datamodule, min_lr=min_lr,
+                                        max_lr=max_lr, num_training=steps,
+                                        early_stop_threshold=None, update_attr=False)
+    finally:
+        torch.set_num_threads(threads_before)
     del task.on_train_batch_end
     lrs = np.asarray(finder.results["lr"], float)
     n = min(len(lrs), len(raw))
