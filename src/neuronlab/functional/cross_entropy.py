@@ -65,7 +65,7 @@ def _along_classes(w: Tensor, ndim: int, dim: int) -> Tensor:
 def _target_weights(target: Tensor, weight: Tensor | None, ignore_index: int, dtype):
     """For class indices: the mask m_n, indices safe to gather, and m_n w_{y_n}."""
     keep = target != ignore_index
-    safe = torch.where(keep, target, torch.zeros_like(target))
+    safe = torch.where(keep, target, 0)
     if weight is None:
         return keep, safe, keep.to(dtype)
     zero = torch.zeros((), dtype=dtype, device=target.device)
@@ -86,7 +86,8 @@ def _index_loss(z, target, weight, ignore_index, label_smoothing):
     keep, safe, w_y = _target_weights(target, weight, ignore_index, z.dtype)
     nll = -log_p.gather(dim, safe.unsqueeze(dim)).squeeze(dim)
     zero = torch.zeros((), dtype=z.dtype, device=z.device)
-    loss = torch.where(keep, nll * w_y, zero)  # where, not ×: a −inf log p at an ignored row
+    # where, not ×: a −inf log p at an ignored row; without class weights w_y is the mask
+    loss = torch.where(keep, nll if weight is None else nll * w_y, zero)
     if label_smoothing > 0:
         weighted = log_p if weight is None else log_p * _along_classes(weight, z.dim(), dim)
         smooth = torch.where(keep, -weighted.sum(dim), zero)
