@@ -71,3 +71,18 @@ def test_a_built_wheel_runs_from_another_folder(tmp_path):
     (metrics,) = (elsewhere / "outputs").rglob("metrics.json")
     assert json.loads(metrics.read_text())["status"] == "ok"
     assert "test accuracy" in proc.stdout
+
+
+def test_neuronlab_config_dir_overrides_the_shipped_configs(tmp_path, monkeypatch):
+    import shutil
+
+    from neuronlab.config import compose
+
+    mine = tmp_path / "conf"
+    shutil.copytree(ROOT / "conf", mine)
+    sgd = mine / "optimizer" / "sgd.yaml"
+    sgd.write_text(sgd.read_text().replace("lr: 0.5", "lr: 0.25"))
+    monkeypatch.setenv("NEURONLAB_CONFIG_DIR", str(mine))
+    assert compose([]).optimizer.lr == 0.25
+    monkeypatch.delenv("NEURONLAB_CONFIG_DIR")
+    assert compose([]).optimizer.lr == 0.5
