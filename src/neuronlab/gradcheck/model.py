@@ -13,10 +13,8 @@ from ..functional.registry import LOSSES, get_loss
 from .grading import F64, TINY, relative_error, text_table
 from .rounding import (
     ROUNDING_FACTOR,
-    error_ratios,
+    compare_to_bound,
     gradient_terms,
-    max_differences,
-    rounding_bounds,
     unit_roundoff,
 )
 
@@ -194,9 +192,8 @@ def compare_gradients(model: nn.Module, inputs: Tensor, targets: Tensor,
                      for (_, p), g in zip(named, grads[mode], strict=True)]
                     for mode in ("manual", "autograd"))
     sizes = [terms.get(n, torch.zeros_like(p)) for n, p in named]
-    diffs = max_differences(manual, auto)
-    bounds = rounding_bounds(sizes, u).to(diffs)
-    ratios = error_ratios(diffs, bounds).tolist()
+    ratios, diffs, bounds = compare_to_bound(manual, auto, sizes, u)
+    ratios = ratios.tolist()
     report = GradientReport(loss, str(p0.dtype).removeprefix("torch."), str(p0.device),
                             tolerance, values["manual"], values["autograd"],
                             ROUNDING_FACTOR * u * _loss_value_terms(loss, out, y))

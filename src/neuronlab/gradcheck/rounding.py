@@ -181,3 +181,13 @@ def error_ratios(differences: Tensor, bounds: Tensor) -> Tensor:
     """``differences / bounds``: 0 where they agree exactly, inf over a zero bound."""
     bounds = bounds.to(differences.dtype)
     return torch.where(differences == 0, 0.0, differences / bounds)
+
+
+def compare_to_bound(grads: Sequence[Tensor], refs: Sequence[Tensor],
+                     terms: Sequence[Tensor], u: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Per tensor, on the device: ``(ratios, differences, bounds)`` — ``max |g − r|``
+    (:func:`max_differences`), its rounding bound from the terms ``T`` (:func:`rounding_bounds`)
+    and their ratio (:func:`error_ratios`; above 1 is more than rounding explains)."""
+    diffs = max_differences(grads, refs)
+    bounds = rounding_bounds(terms, u).to(diffs)
+    return error_ratios(diffs, bounds), diffs, bounds

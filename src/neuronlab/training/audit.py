@@ -12,10 +12,8 @@ from torch import Tensor
 
 from ..gradcheck.rounding import (
     ROUNDING_FACTOR,
-    error_ratios,
+    compare_to_bound,
     gradient_terms,
-    max_differences,
-    rounding_bounds,
     unit_roundoff,
 )
 
@@ -144,9 +142,7 @@ class GradientAudit(L.Callback):
                              for mode in ("manual", "autograd")), sizes, params[0].dtype))
         parts = []
         for g, r, s, dt in checks:
-            diffs = max_differences(g, r)
-            bounds = rounding_bounds(s, unit_roundoff(dt, params[0].device)).to(diffs)
-            parts += [error_ratios(diffs, bounds), diffs, bounds]
+            parts += compare_to_bound(g, r, s, unit_roundoff(dt, params[0].device))
         finite = torch.stack([g.isfinite().all() for g in grads]).all().to(parts[0])
         # one device→host transfer for everything
         values = torch.cat([*parts, finite.reshape(1)]).cpu().tolist()
