@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-from .dispatch import cache_signature
+from .dispatch import ChainRuleFunction
 from .precision import FLOAT32, INPUT_DTYPE, DtypeRule, autocast_inputs, opmath
 
 # ---- local derivatives, da/dz (called with float32 or float64 tensors) --------------------
@@ -92,8 +92,7 @@ def _chain(grad_output: Tensor, local: Tensor) -> Tensor:
     return (opmath(grad_output) * local).to(grad_output.dtype)
 
 
-@cache_signature
-class SigmoidFunction(torch.autograd.Function):
+class SigmoidFunction(ChainRuleFunction):
     """a = 1 / (1 + e^{−z}).  Backward: ∂L/∂z = ∂L/∂a · a(1 − a)."""
 
     generate_vmap_rule = True
@@ -113,8 +112,7 @@ class SigmoidFunction(torch.autograd.Function):
         return _chain(grad_output, sigmoid_derivative(opmath(a)))
 
 
-@cache_signature
-class TanhFunction(torch.autograd.Function):
+class TanhFunction(ChainRuleFunction):
     """a = tanh(z).  Backward: ∂L/∂z = ∂L/∂a · (1 − a²)."""
 
     generate_vmap_rule = True
@@ -134,8 +132,7 @@ class TanhFunction(torch.autograd.Function):
         return _chain(grad_output, tanh_derivative(opmath(a)))
 
 
-@cache_signature
-class ReLUFunction(torch.autograd.Function):
+class ReLUFunction(ChainRuleFunction):
     """a = max(z, 0).  Backward: ∂L/∂z = ∂L/∂a · 1[z > 0] (· 1 at NaN, as torch)."""
 
     generate_vmap_rule = True
@@ -155,8 +152,7 @@ class ReLUFunction(torch.autograd.Function):
         return grad_output * relu_derivative(a)  # × 0 or 1: exact in every dtype
 
 
-@cache_signature
-class LeakyReLUFunction(torch.autograd.Function):
+class LeakyReLUFunction(ChainRuleFunction):
     """a = z if z > 0 else s·z.  Backward: ∂L/∂z = ∂L/∂a · (1 if z > 0 else s)."""
 
     generate_vmap_rule = True
@@ -179,8 +175,7 @@ class LeakyReLUFunction(torch.autograd.Function):
         return _chain(grad_output, leaky_relu_derivative(opmath(z), ctx.negative_slope)), None
 
 
-@cache_signature
-class SoftplusFunction(torch.autograd.Function):
+class SoftplusFunction(ChainRuleFunction):
     """a = log(1 + e^{βz}) / β (z where βz > threshold).  Backward: ∂L/∂z = ∂L/∂a · σ(βz).
 
     Under CUDA autocast it computes in float32 (softplus is on CUDA's float32 list).
@@ -210,8 +205,7 @@ class SoftplusFunction(torch.autograd.Function):
         return _chain(grad_output, local), None, None
 
 
-@cache_signature
-class GELUFunction(torch.autograd.Function):
+class GELUFunction(ChainRuleFunction):
     """a = z Φ(z) (exact, erf), or ½ z (1 + tanh(√(2/π)(z + 0.044715 z³))) ('tanh').
 
     Backward: ∂L/∂z = ∂L/∂a · gelu'(z), with gelu' from ``gelu_derivative`` (exact:

@@ -36,7 +36,7 @@ import numbers
 import torch
 from torch import Tensor
 
-from .dispatch import cache_signature
+from .dispatch import ChainRuleFunction
 from .precision import FLOAT32, DtypeRule, autocast_inputs, opmath_dtype
 from .reduction import (
     check_constant,
@@ -114,8 +114,7 @@ def _index_local(z, target, weight, ignore_index, label_smoothing) -> tuple[Tens
     return local, w_y.sum()
 
 
-@cache_signature
-class CrossEntropyFunction(torch.autograd.Function):
+class CrossEntropyFunction(ChainRuleFunction):
     """L = Σ_n −Σ_c q_n,c log softmax(z_n)_c / D.  Backward: ∂L/∂z = g · (s p − q)/D.
 
     q, s and D as in the module docstring (weights, ``ignore_index``, label smoothing; class

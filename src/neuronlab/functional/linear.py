@@ -28,7 +28,7 @@ import math
 import torch
 from torch import Tensor
 
-from .dispatch import cache_signature
+from .dispatch import ChainRuleFunction
 from .precision import LOW_PRECISION, DtypeRule, autocast_inputs
 
 
@@ -58,8 +58,7 @@ def _flat(t: Tensor) -> Tensor:
 GEMM = DtypeRule(LOW_PRECISION, opmath=False)
 
 
-@cache_signature
-class LinearFunction(torch.autograd.Function):
+class LinearFunction(ChainRuleFunction):
     """z = x Wᵀ + b.  Backward: ∂L/∂x = g W, ∂L/∂W = gᵀ x, ∂L/∂b = Σ_batch g."""
 
     generate_vmap_rule = True

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .cross_entropy import CrossEntropyFunction, cross_entropy
-from .dispatch import cache_signature
+from .dispatch import ChainRuleFunction
 from .precision import FLOAT32, DtypeRule, autocast_inputs, opmath
 from .reduction import (
     REDUCTIONS,
@@ -52,8 +52,7 @@ __all__ = [
 LOSS = DtypeRule(FLOAT32)
 
 
-@cache_signature
-class MSELossFunction(torch.autograd.Function):
+class MSELossFunction(ChainRuleFunction):
     """L = mean((ŷ − y)²).  Backward: ∂L/∂ŷ = g · 2(ŷ − y)/N, ∂L/∂y = −∂L/∂ŷ."""
 
     generate_vmap_rule = True
@@ -91,8 +90,7 @@ def _bce_with_logits(z: Tensor, y: Tensor, pos_weight: Tensor | None) -> Tensor:
     return (1 - y) * z - log_sigmoid
 
 
-@cache_signature
-class BCEWithLogitsFunction(torch.autograd.Function):
+class BCEWithLogitsFunction(ChainRuleFunction):
     """L = mean(w · [(1 − y)z − l·log σ(z)]), l = 1 + (p − 1)y: BCE of σ(z), positives × p.
 
     Backward, with the element weight w and ``pos_weight`` p (w = p = 1 when absent):
