@@ -34,6 +34,7 @@ from __future__ import annotations
 import numbers
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .dispatch import ChainRuleFunction
@@ -60,6 +61,12 @@ def _along_classes(w: Tensor, ndim: int, dim: int) -> Tensor:
     shape = [1] * ndim
     shape[dim] = -1
     return w.view(shape)
+
+
+def _softmax(z: Tensor, dim: int) -> Tensor:
+    """p = exp(log softmax(z)): how torch's own cross-entropy backward forms p (and on the CPU
+    about twice as fast as ``torch.softmax`` for few classes)."""
+    return torch.exp(torch.log_softmax(z, dim))
 
 
 def _target_weights(target: Tensor, weight: Tensor | None, ignore_index: int, dtype):
@@ -99,12 +106,12 @@ def _index_local(z, target, weight, ignore_index, label_smoothing) -> tuple[Tens
     """s_n p_n − q_n for class indices (see the module docstring), and D = Σ m_n w_{y_n}."""
     dim, n_classes = _class_dim(z), z.shape[_class_dim(z)]
     keep, safe, w_y = _target_weights(target, weight, ignore_index, z.dtype)
-    coef = (1 - label_smoothing) * w_y  # the one-hot part of q_n, 0 where ignored
+    coef = (1 - label_smoothing) * w_y if label_smoothing > 0 else w_y  # q_n's one-hot part
     s = coef
     if label_smoothing > 0:
         total = n_classes if weight is None else weight.sum()
         s = coef + (label_smoothing / n_classes) * total * keep.to(z.dtype)
-    probs = torch.softmax(z, dim)  # differentiable, so double backward works
+    probs = _softmax(z, dim)  # differentiable, so double backward works
     local = (probs * s.unsqueeze(dim)).scatter_add(dim, safe.unsqueeze(dim), -coef.unsqueeze(dim))
     if label_smoothing > 0:
         smooth = keep.to(z.dtype).unsqueeze(dim) * (label_smoothing / n_classes)
@@ -134,6 +141,12 @@ class CrossEntropyFunction(ChainRuleFunction):
             q = _soft_target(target.to(dtype), w, label_smoothing, dim)
             loss = reduce_loss(-(torch.log_softmax(z, dim) * q).sum(dim), reduction)
             return loss.to(result_dtype(input, target))
+        if label_smoothing == 0:  # the common case: L_n = −m_n w_y log p_n,y
+            # torch's nll_loss does the pick (a gather), the mask, the weights and the
+            # division by D of the module docstring in one kernel
+            log_p = torch.log_softmax(z, _class_dim(z))
+            loss = F.nll_loss(log_p, target, w, ignore_index=ignore_index, reduction=reduction)
+            return loss.to(input.dtype)
         loss, denom = _index_loss(z, target, w, ignore_index, label_smoothing)
         if reduction == "mean":
             loss = loss.sum() / denom
@@ -165,7 +178,7 @@ class CrossEntropyFunction(ChainRuleFunction):
                 g = g / n_rows
             if ctx.needs_input_grad[0]:
                 q = _soft_target(target.to(dtype), w, eps, dim)
-                local = torch.softmax(z, dim) * q.sum(dim, keepdim=True) - q
+                local = _softmax(z, dim) * q.sum(dim, keepdim=True) - q
                 grad_input = (g * local).to(input.dtype)
             if ctx.needs_input_grad[1]:
                 local = -(1 - eps) * torch.log_softmax(z, dim)

@@ -58,6 +58,40 @@ def _flat(t: Tensor) -> Tensor:
 GEMM = DtypeRule(LOW_PRECISION, opmath=False)
 
 
+def weighted_sum(input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """z = x Wᵀ + b for ``input`` ``(*, n_in)``: the forward of ``LinearFunction`` (and of a
+    fused layer, ``dense``)."""
+    if input.dim() == 2:  # the common case: no reshapes
+        return torch.addmm(bias, input, weight.t()) if bias is not None else input @ weight.t()
+    x2 = _flat(input)  # (N, n_in)
+    if bias is None:
+        out = x2 @ weight.t()  # (N, n_out)
+    else:
+        out = torch.addmm(bias, x2, weight.t())  # fused x Wᵀ + b, rounded once
+    return out.reshape(*input.shape[:-1], weight.shape[0])  # (*, n_out)
+
+
+def weighted_sum_backward(
+    grad_output: Tensor, input: Tensor | None, weight: Tensor | None, needs: tuple[bool, ...],
+    has_bias: bool,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """The chain rule through z = x Wᵀ + b, given g = ∂L/∂z: (∂L/∂x, ∂L/∂W, ∂L/∂b), each only
+    where ``needs`` (input, weight, bias) asks for it. ``input`` is needed for ∂L/∂W only,
+    ``weight`` for ∂L/∂x only."""
+    grad_input = grad_weight = grad_bias = None
+    g2 = grad_output if grad_output.dim() == 2 else _flat(grad_output)  # (N, n_out)
+    if needs[0]:
+        grad_input = g2 @ weight  # (N, n_out) @ (n_out, n_in) -> (N, n_in)
+        if grad_output.dim() != 2:
+            grad_input = grad_input.reshape(*grad_output.shape[:-1], weight.shape[1])
+    if needs[1]:
+        x2 = input if input.dim() == 2 else _flat(input)
+        grad_weight = g2.t() @ x2  # (n_out, N) @ (N, n_in) -> (n_out, n_in)
+    if has_bias and needs[2]:
+        grad_bias = g2.sum(0)  # (n_out,)
+    return grad_input, grad_weight, grad_bias
+
+
 class LinearFunction(ChainRuleFunction):
     """z = x Wᵀ + b.  Backward: ∂L/∂x = g W, ∂L/∂W = gᵀ x, ∂L/∂b = Σ_batch g."""
 
@@ -66,12 +100,7 @@ class LinearFunction(ChainRuleFunction):
 
     @staticmethod
     def forward(input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        x2 = _flat(input)  # (N, n_in)
-        if bias is None:
-            out = x2 @ weight.t()  # (N, n_out)
-        else:
-            out = torch.addmm(bias, x2, weight.t())  # fused x Wᵀ + b, rounded once
-        return out.reshape(*input.shape[:-1], weight.shape[0])  # (*, n_out)
+        return weighted_sum(input, weight, bias)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -84,16 +113,8 @@ class LinearFunction(ChainRuleFunction):
     @staticmethod
     def backward(ctx, grad_output: Tensor):
         input, weight = ctx.saved_tensors
-        grad_input = grad_weight = grad_bias = None
-        g2 = _flat(grad_output)  # (N, n_out), batch dims flat
-        if ctx.needs_input_grad[0]:
-            grad_input = g2 @ weight  # (N, n_out) @ (n_out, n_in) -> (N, n_in)
-            grad_input = grad_input.reshape(*grad_output.shape[:-1], weight.shape[1])
-        if ctx.needs_input_grad[1]:
-            grad_weight = g2.t() @ _flat(input)  # (n_out, N) @ (N, n_in) -> (n_out, n_in)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = g2.sum(0)  # (n_out,)
-        return grad_input, grad_weight, grad_bias
+        return weighted_sum_backward(grad_output, input, weight, ctx.needs_input_grad,
+                                     ctx.has_bias)
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
