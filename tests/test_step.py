@@ -22,15 +22,15 @@ SIZES = [8, 16, 16, 3]
 STEPS = 6
 
 
-def _net(backprop: str, device="cpu", seed: int = 0) -> MLP:
-    net = MLP(SIZES, activation="relu", backprop=backprop)
+def _net(backprop: str, device="cpu", seed: int = 0, fused: bool = False) -> MLP:
+    net = MLP(SIZES, activation="relu", backprop=backprop, fused=fused)
     initialize_(net, distribution="normal", scheme="kaiming",
                 generator=torch.Generator().manual_seed(seed))
     return net.to(device)
 
 
-def _setup(backprop="manual", device="cpu", **sgd):
-    net = _net(backprop, device)
+def _setup(backprop="manual", device="cpu", fused=False, **sgd):
+    net = _net(backprop, device, fused=fused)
     opt = SGD(net.parameters(), **{"lr": 0.1, **sgd})
     loss = get_loss("cross_entropy", backprop)
     return net, opt, (lambda x, y: loss(net.pre_activation(x), y))
@@ -91,11 +91,12 @@ def test_device_lr_update_is_optim_sgd_bit_for_bit(sgd):
         assert torch.equal(a, b)
 
 
-def test_compiled_step_matches_eager(backprop="manual"):  # autograd: the scheduler test
+@pytest.mark.parametrize("fused", [False, True], ids=["per_op", "fused"])
+def test_compiled_step_matches_eager(fused, backprop="manual"):  # autograd: the scheduler test
     # aot_eager traces forward + backward + update as inductor does, without a C++ build
     batches = _batches(last=7)
-    expected = _hand_loop(*_setup(backprop, momentum=0.9), batches)
-    net, opt, loss_fn = _setup(backprop, momentum=0.9)
+    expected = _hand_loop(*_setup(backprop, momentum=0.9), batches)  # the per-op path
+    net, opt, loss_fn = _setup(backprop, fused=fused, momentum=0.9)
     step = TrainStep(loss_fn, opt, mode="compiled", compile_backend="aot_eager")
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no fallback
@@ -302,8 +303,9 @@ def test_step_optimizer_lets_lightning_count_steps_and_schedule(mode):
 # ---- on a GPU ----------------------------------------------------------------------------
 
 
-def _cuda_run(mode, backprop="manual", precision="32-true", batches=None, lr_at=None):
-    net, opt, loss_fn = _setup(backprop, "cuda", momentum=0.9)
+def _cuda_run(mode, backprop="manual", precision="32-true", batches=None, lr_at=None,
+              fused=False):
+    net, opt, loss_fn = _setup(backprop, "cuda", fused=fused, momentum=0.9)
     step = TrainStep(loss_fn, opt, mode=mode, precision=precision,
                      compile_backend="aot_eager")  # inductor is timed by scripts/bench.py
     for i, (x, y) in enumerate(batches):
@@ -315,11 +317,13 @@ def _cuda_run(mode, backprop="manual", precision="32-true", batches=None, lr_at=
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("backprop", ["manual", "autograd"])
+@pytest.mark.parametrize("backprop", ["manual", "autograd", "fused"])
 def test_graph_replay_reaches_the_eager_weights(backprop):
     batches = _batches("cuda", n=10, last=7)
-    _, eager = _cuda_run("eager", backprop, batches=batches)
-    step, graphed = _cuda_run("graph", backprop, batches=batches)
+    fused = backprop == "fused"
+    backprop = "manual" if fused else backprop
+    _, eager = _cuda_run("eager", backprop, batches=batches)  # fused: against the per-op path
+    step, graphed = _cuda_run("graph", backprop, batches=batches, fused=fused)
     assert step.mode == "graph" and step.fallback is None and step._graph is not None
     assert _max_diff(graphed, eager) < 1e-5
 

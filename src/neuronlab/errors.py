@@ -50,6 +50,8 @@ def require_choice(key: str, value: object, allowed: Iterable[str]) -> None:
         raise ConfigError(str(unknown_choice(key, value, allowed)))
 
 
-def require_bool(key: str, value: object, null_ok: bool = False) -> None:
+def require_bool(key: str, value: object, null_ok: bool = False) -> bool | None:
+    """``value`` itself when it is a bool (or ``None`` with ``null_ok``), else ConfigError."""
     ok = isinstance(value, bool) or (null_ok and value is None)
     require(ok, key, value, "must be true or false" + (" (or null)" if null_ok else ""))
+    return value

@@ -6,7 +6,10 @@ time through the plain attribute ``backprop``:
 - ``"manual"``: through neuronlab's hand-written Functions (the chain rule written out);
 - ``"autograd"``: through plain torch ops, differentiated by torch.
 
-The parameters are the same either way, so the two backward passes can be compared.
+The parameters are the same either way, so the two backward passes can be compared. With
+``fused=True`` (also switchable), a manual layer runs as one Function (``functional.dense``:
+weighted sum and activation, their chain rule in one backward) instead of one per op: the
+same values and gradients, less per-call overhead.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from torch import Tensor, nn
 
 from .errors import require, require_bool, require_choice, unknown_choice
 from .functional import ACTIVATIONS, BACKPROP_MODES, LOSSES, check_backprop, get_activation, linear
+from .functional.dense import dense
 from .schema import GroupConfig
 
 
@@ -36,7 +40,7 @@ def _check_activation(name: str) -> str:
 
 
 class _Switchable(nn.Module):
-    """``backprop`` is a plain attribute, checked when set."""
+    """``backprop`` and ``fused`` are plain attributes, checked when set."""
 
     @property
     def backprop(self) -> str:
@@ -45,6 +49,14 @@ class _Switchable(nn.Module):
     @backprop.setter
     def backprop(self, value: str) -> None:
         self._backprop = check_backprop(value)
+
+    @property
+    def fused(self) -> bool:
+        return self._fused
+
+    @fused.setter
+    def fused(self, value: bool) -> None:
+        self._fused = require_bool("fused", value)
 
 
 class Layer(_Switchable):
@@ -56,6 +68,7 @@ class Layer(_Switchable):
         activation: a name from ``neuronlab.functional.ACTIVATIONS``.
         bias: whether each neuron has a bias.
         backprop: ``"manual"`` or ``"autograd"``.
+        fused: with manual backprop, one Function for the whole layer (``functional.dense``).
 
     Shapes: input ``(*, n_in)`` → output ``(*, n_out)``; ``weight`` ``(n_out, n_in)``,
     ``bias`` ``(n_out,)``.
@@ -68,12 +81,14 @@ class Layer(_Switchable):
         activation: str = "identity",
         bias: bool = True,
         backprop: str = "manual",
+        fused: bool = False,
     ) -> None:
         super().__init__()
         self.n_in = _check_size("n_in", n_in)
         self.n_out = _check_size("n_out", n_out)
         self.activation = _check_activation(activation)
         self.backprop = backprop
+        self.fused = fused
         self.weight = nn.Parameter(torch.empty(n_out, n_in))
         self.bias = nn.Parameter(torch.zeros(n_out)) if bias else None
         bound = 1 / n_in**0.5  # a usable default; neuronlab.init.initialize_ sets the policy
@@ -94,12 +109,14 @@ class Layer(_Switchable):
         return nn.functional.linear(x, self.weight, self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._fused and self._backprop == "manual":
+            return dense(x, self.weight, self.bias, self.activation)
         return get_activation(self.activation, self._backprop)(self.pre_activation(x))
 
     def extra_repr(self) -> str:
         return (
             f"n_in={self.n_in}, n_out={self.n_out}, activation={self.activation!r}, "
-            f"bias={self.bias is not None}, backprop={self._backprop!r}"
+            f"bias={self.bias is not None}, backprop={self._backprop!r}, fused={self._fused}"
         )
 
 
@@ -117,8 +134,10 @@ class Neuron(Layer):
         activation: str = "sigmoid",
         bias: bool = True,
         backprop: str = "manual",
+        fused: bool = False,
     ) -> None:
-        super().__init__(n_in, 1, activation=activation, bias=bias, backprop=backprop)
+        super().__init__(n_in, 1, activation=activation, bias=bias, backprop=backprop,
+                         fused=fused)
 
     @property
     def w(self) -> Tensor:
@@ -127,6 +146,11 @@ class Neuron(Layer):
     def pre_activation(self, x: Tensor) -> Tensor:
         return super().pre_activation(x).squeeze(-1)
 
+    def forward(self, x: Tensor) -> Tensor:
+        if self._fused and self._backprop == "manual":
+            return dense(x, self.weight, self.bias, self.activation).squeeze(-1)
+        return super().forward(x)
+
 
 class MLP(_Switchable):
     """Layers stacked: ``sizes = [n_in, h1, ..., n_out]``.
@@ -134,7 +158,7 @@ class MLP(_Switchable):
     Hidden layers use ``activation``; the last uses ``output_activation`` (``None`` means
     identity: the network returns logits, and the loss fuses the sigmoid/softmax).
     ``layers`` is an ``nn.ModuleList`` so per-layer statistics can hook each one.
-    Setting ``backprop`` on the MLP sets it on every layer.
+    Setting ``backprop`` or ``fused`` on the MLP sets it on every layer.
     """
 
     def __init__(
@@ -144,6 +168,7 @@ class MLP(_Switchable):
         output_activation: str | None = None,
         bias: bool = True,
         backprop: str = "manual",
+        fused: bool = False,
     ) -> None:
         super().__init__()
         sizes = list(sizes)
@@ -162,16 +187,24 @@ class MLP(_Switchable):
                 activation=activation if i < n_layers - 1 else out_act,
                 bias=bias,
                 backprop=backprop,
+                fused=fused,
             )
             for i in range(n_layers)
         )
         self.backprop = backprop
+        self.fused = fused
 
     @_Switchable.backprop.setter
     def backprop(self, value: str) -> None:
         self._backprop = check_backprop(value)
         for layer in getattr(self, "layers", []):
             layer.backprop = value
+
+    @_Switchable.fused.setter
+    def fused(self, value: bool) -> None:
+        self._fused = require_bool("fused", value)
+        for layer in getattr(self, "layers", []):
+            layer.fused = value
 
     def pre_activation(self, x: Tensor) -> Tensor:
         """The logits: every layer, then the last layer's weighted sum without its activation."""
@@ -202,6 +235,8 @@ class ModelConfig(GroupConfig):
         activation: the hidden layers' activation (a neuron's own for ``kind=neuron``).
         output_activation: applied to an MLP's output, or ``None`` (logits).
         backprop: ``manual`` (the hand-written Functions) or ``autograd``.
+        fused: with ``manual``, each layer as one Function (weighted sum + activation, see
+            ``functional.dense``) instead of one per op; same gradients, less overhead.
         loss: ``bce``, ``cross_entropy`` or ``mse``.
         compile: ``torch.compile`` the network.
     """
@@ -212,6 +247,7 @@ class ModelConfig(GroupConfig):
     activation: str = "relu"
     output_activation: str | None = None
     backprop: str = "manual"
+    fused: bool = False
     loss: str = "cross_entropy"
     compile: bool = False
 
@@ -228,6 +264,7 @@ class ModelConfig(GroupConfig):
         if self.output_activation is not None:
             require_choice("model.output_activation", self.output_activation, ACTIVATIONS)
         require_choice("model.backprop", self.backprop, BACKPROP_MODES)
+        require_bool("model.fused", self.fused)
         require_choice("model.loss", self.loss, LOSSES)
         require_bool("model.compile", self.compile)
         if self.kind == "neuron":  # one output: no hidden layers, no softmax over classes
@@ -250,9 +287,11 @@ def build_network(config: ModelConfig, n_in: int, n_classes: int) -> Neuron | ML
                 f"model=neuron needs a two-class data set, this one has {n_classes} classes; "
                 "use model=mlp"
             )
-        return Neuron(n_in, activation=config.activation, backprop=config.backprop)
+        return Neuron(n_in, activation=config.activation, backprop=config.backprop,
+                      fused=config.fused)
     if config.kind == "mlp":
         n_out = 1 if (config.loss == "bce" and n_classes == 2) else n_classes
         return MLP([n_in, *config.hidden, n_out], activation=config.activation,
-                   output_activation=config.output_activation, backprop=config.backprop)
+                   output_activation=config.output_activation, backprop=config.backprop,
+                   fused=config.fused)
     raise unknown_choice("model.kind", config.kind, MODELS)

@@ -16,64 +16,23 @@ NaN, where torch's relu writes 0 for z ≤ 0).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
+from .derivatives import (  # noqa: F401  (re-exported: the formulas live in ``derivatives``)
+    _GELU_KAPPA,
+    _INV_SQRT2,
+    _SQRT_2_OVER_PI,
+    gelu_derivative,
+    gelu_tanh_derivative,
+    leaky_relu_derivative,
+    relu_derivative,
+    sigmoid_derivative,
+    softplus_derivative,
+    tanh_derivative,
+)
 from .dispatch import ChainRuleFunction
 from .precision import FLOAT32, INPUT_DTYPE, DtypeRule, autocast_inputs, opmath
-
-# ---- local derivatives, da/dz (called with float32 or float64 tensors) --------------------
-
-
-def sigmoid_derivative(a: Tensor) -> Tensor:
-    """σ'(z) = a (1 − a), written with the output a = σ(z)."""
-    return a * (1 - a)
-
-
-def tanh_derivative(a: Tensor) -> Tensor:
-    """tanh'(z) = 1 − a², written with the output a = tanh(z)."""
-    return 1 - a * a
-
-
-def relu_derivative(a: Tensor) -> Tensor:
-    """relu'(z) = 1 where z > 0 else 0 (0 at the kink, as torch); a > 0 ⇔ z > 0. Written as
-    "not a ≤ 0": at NaN the gradient passes through, as torch's, not a silent 0."""
-    return (~(a <= 0)).to(a.dtype)
-
-
-def leaky_relu_derivative(z: Tensor, negative_slope: float) -> Tensor:
-    """leaky_relu'(z) = 1 where z > 0 else negative_slope (also at NaN, as torch)."""
-    one = torch.ones((), dtype=z.dtype, device=z.device)
-    return torch.where(z > 0, one, one * negative_slope)
-
-
-def softplus_derivative(z: Tensor, beta: float, threshold: float) -> Tensor:
-    """softplus'(z) = σ(βz), and 1 above the threshold where softplus(z) = z."""
-    return torch.where(z * beta > threshold, torch.ones_like(z), torch.sigmoid(z * beta))
-
-
-_INV_SQRT2 = 1 / math.sqrt(2)
-_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
-_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
-_GELU_KAPPA = 0.044715
-
-
-def gelu_derivative(z: Tensor) -> Tensor:
-    """gelu(z) = z Φ(z)  ⇒  gelu'(z) = Φ(z) + z φ(z)."""
-    cdf = 0.5 * (1 + torch.erf(z * _INV_SQRT2))
-    pdf = torch.exp(-0.5 * z * z) * _INV_SQRT_2PI
-    return cdf + z * pdf
-
-
-def gelu_tanh_derivative(z: Tensor) -> Tensor:
-    """gelu(z) ≈ ½ z (1 + tanh u), u = √(2/π)(z + κz³), κ = 0.044715  ⇒
-    gelu'(z) = ½ (1 + tanh u) + ½ z (1 − tanh² u) √(2/π)(1 + 3κz²)."""
-    t = torch.tanh(_SQRT_2_OVER_PI * (z + _GELU_KAPPA * z * z * z))
-    du = _SQRT_2_OVER_PI * (1 + 3 * _GELU_KAPPA * z * z)
-    return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * du
-
 
 # ---- the Functions -----------------------------------------------------------------------
 # forward: upcast a half input, compute, round once (``.to(input.dtype)``).
@@ -90,6 +49,25 @@ SOFTPLUS = DtypeRule(INPUT_DTYPE, autocast_cuda=FLOAT32)  # on CUDA autocast's f
 def _chain(grad_output: Tensor, local: Tensor) -> Tensor:
     """upstream × local derivative, computed in float32 for half dtypes, rounded once."""
     return (opmath(grad_output) * local).to(grad_output.dtype)
+
+
+# The chain step of the activations written with their output a: ∂L/∂z from ∂L/∂a and a.
+# Their Functions' backward and the fused layer's (``dense``) both call these.
+
+
+def sigmoid_chain(grad_output: Tensor, a: Tensor) -> Tensor:
+    """∂L/∂z = ∂L/∂a · a(1 − a)."""
+    return _chain(grad_output, sigmoid_derivative(opmath(a)))
+
+
+def tanh_chain(grad_output: Tensor, a: Tensor) -> Tensor:
+    """∂L/∂z = ∂L/∂a · (1 − a²)."""
+    return _chain(grad_output, tanh_derivative(opmath(a)))
+
+
+def relu_chain(grad_output: Tensor, a: Tensor) -> Tensor:
+    """∂L/∂z = ∂L/∂a · 1[z > 0]: × 0 or 1, exact in every dtype (no float32 detour)."""
+    return grad_output * relu_derivative(a)
 
 
 class SigmoidFunction(ChainRuleFunction):
@@ -109,7 +87,7 @@ class SigmoidFunction(ChainRuleFunction):
     @staticmethod
     def backward(ctx, grad_output: Tensor) -> Tensor:
         (a,) = ctx.saved_tensors
-        return _chain(grad_output, sigmoid_derivative(opmath(a)))
+        return sigmoid_chain(grad_output, a)
 
 
 class TanhFunction(ChainRuleFunction):
@@ -129,7 +107,7 @@ class TanhFunction(ChainRuleFunction):
     @staticmethod
     def backward(ctx, grad_output: Tensor) -> Tensor:
         (a,) = ctx.saved_tensors
-        return _chain(grad_output, tanh_derivative(opmath(a)))
+        return tanh_chain(grad_output, a)
 
 
 class ReLUFunction(ChainRuleFunction):
@@ -149,7 +127,7 @@ class ReLUFunction(ChainRuleFunction):
     @staticmethod
     def backward(ctx, grad_output: Tensor) -> Tensor:
         (a,) = ctx.saved_tensors
-        return grad_output * relu_derivative(a)  # × 0 or 1: exact in every dtype
+        return relu_chain(grad_output, a)
 
 
 class LeakyReLUFunction(ChainRuleFunction):
