@@ -35,6 +35,8 @@ from neuronlab.training.step import TrainStep, resolve_mode
 from neuronlab.training.step_optimizer import StepOptimizer
 
 MODES = ("manual", "autograd")
+# the modes timed: manual one Function per op, fused one per layer (model.fused=true), autograd
+ALL_MODES = ("manual", "fused", "autograd")
 
 
 @dataclass
@@ -122,15 +124,15 @@ def ceiling_section(plan: Plan) -> dict:
 def step_variants(plan: Plan, size: str) -> dict[str, dict]:
     """Variant name → ``BenchStep`` keywords: eager everywhere, compiled where planned, and on
     CUDA the graph and bf16-mixed (what ``trainer.precision=bf16-mixed`` runs) as well."""
-    out = {f"{m}/eager": dict(backprop=m) for m in MODES}
+    out = {f"{m}/eager": dict(backprop=m) for m in ALL_MODES}
     if plan.compile_backend and size in plan.compile_sizes:
         out |= {f"{m}/compiled": dict(backprop=m, mode="compiled",
-                                      compile_backend=plan.compile_backend) for m in MODES}
+                                      compile_backend=plan.compile_backend) for m in ALL_MODES}
     if plan.device.type == "cuda":
-        out |= {f"{m}/graph": dict(backprop=m, mode="graph") for m in MODES}
+        out |= {f"{m}/graph": dict(backprop=m, mode="graph") for m in ALL_MODES}
         if plan.dtype == torch.float32:
             out |= {f"{m}/{mode}/bf16-mixed": dict(backprop=m, mode=mode, precision="bf16-mixed")
-                    for mode in ("eager", "graph") for m in MODES}
+                    for mode in ("eager", "graph") for m in ALL_MODES}
     return out
 
 
@@ -178,14 +180,18 @@ def step_section(plan: Plan) -> dict:
             }
         ratios = {}
         for ratio, suffix in PAIRS.items():
-            if f"manual/{suffix}" in steps and f"autograd/{suffix}" in steps:
-                ratios[ratio] = paired_ratio(times[f"manual/{suffix}"], times[f"autograd/{suffix}"])
+            for m in ("manual", "fused"):  # fused_over_autograd…: the same pairs, fused layers
+                key = ratio if m == "manual" else ratio.replace("manual", "fused", 1)
+                if f"{m}/{suffix}" in steps and f"autograd/{suffix}" in steps:
+                    ratios[key] = paired_ratio(times[f"{m}/{suffix}"], times[f"autograd/{suffix}"])
         for mode in ("compiled", "graph"):
             for m in MODES:
                 if f"{m}/{mode}" in steps:
                     ratios[f"{mode}_over_eager_{m}"] = paired_ratio(times[f"{m}/{mode}"],
                                                                     times[f"{m}/eager"])
         memory = {m: steps[f"{m}/eager"].saved_bytes() for m in MODES}
+        ratios["fused_over_autograd_memory"] = (steps["fused/eager"].saved_bytes()["saved_bytes"]
+                                                / memory["autograd"]["saved_bytes"])
         if plan.device.type == "cuda":
             for m in MODES:
                 memory[m]["peak_cuda_bytes"] = steps[f"{m}/eager"].peak_cuda_bytes()
@@ -195,7 +201,7 @@ def step_section(plan: Plan) -> dict:
             memory["manual"]["saved_activation_bytes"]
             / memory["autograd"]["saved_activation_bytes"])
         profiles = {} if big_cpu else {
-            m: profile_step(steps[f"{m}/eager"], plan.device) for m in MODES}
+            m: profile_step(steps[f"{m}/eager"], plan.device) for m in ALL_MODES}
         compile_s = {k.split("/")[0]: v for k, v in prime_s.items() if k.endswith("/compiled")}
         if any(k.endswith("/compiled") for k in fallbacks):
             compile_s["error"] = next(v for k, v in fallbacks.items() if k.endswith("/compiled"))
@@ -441,10 +447,10 @@ def mnist1d_section(plan: Plan) -> dict:
     sizes = [x.shape[1], *cfg["hidden"], 10]
     modes = ("eager", "graph") if dev.type == "cuda" else ("eager",)
     fns, steps = {}, {}
-    for m in MODES:
+    for m in ALL_MODES:
         for mode in modes:
             net = build_mlp(sizes, m, dev, plan.dtype)
-            loss_fn = get_loss("cross_entropy", m)
+            loss_fn = get_loss("cross_entropy", "autograd" if m == "autograd" else "manual")
             step = TrainStep(lambda xb, yb, net=net, f=loss_fn: f(net.pre_activation(xb), yb),
                              SGD(net.parameters(), lr=0.05), mode=mode)
             loader = TensorLoader(x, y, cfg["batch"], shuffle=True, seed=0)
@@ -467,11 +473,14 @@ def mnist1d_section(plan: Plan) -> dict:
         "manual_over_autograd_throughput": {
             mode: paired_ratio(times[f"autograd/{mode}"], times[f"manual/{mode}"])
             for mode in modes},
+        "fused_over_autograd_throughput": {
+            mode: paired_ratio(times[f"autograd/{mode}"], times[f"fused/{mode}"])
+            for mode in modes},
         "default_mode": default,
         "note": "samples/s = N / median epoch time; the last, smaller batch of an epoch runs "
                 "as an eager step in graph mode",
     }
     if dev.type == "cuda":
         out["graph_over_eager_throughput"] = {
-            m: paired_ratio(times[f"{m}/eager"], times[f"{m}/graph"]) for m in MODES}
+            m: paired_ratio(times[f"{m}/eager"], times[f"{m}/graph"]) for m in ALL_MODES}
     return out

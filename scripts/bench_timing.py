@@ -112,8 +112,13 @@ def step_flops(sizes: Sequence[int], batch: int) -> int:
 def build_mlp(
     sizes: Sequence[int], backprop: str, device: torch.device, dtype: torch.dtype, seed: int = 0
 ) -> MLP:
-    """A relu MLP with kaiming-normal weights drawn from ``seed`` (same weights for any mode)."""
-    net = MLP(list(sizes), activation="relu", backprop=backprop)
+    """A relu MLP with kaiming-normal weights drawn from ``seed`` (same weights for any mode).
+
+    ``backprop``: manual (one Function per op), fused (manual, one Function per layer:
+    ``model.fused=true``) or autograd."""
+    fused = backprop == "fused"
+    net = MLP(list(sizes), activation="relu", backprop="manual" if fused else backprop,
+              fused=fused)
     initialize_(net, distribution="normal", scheme="kaiming",
                 generator=torch.Generator().manual_seed(seed))
     return net.to(device=device, dtype=dtype)
@@ -144,7 +149,7 @@ class BenchStep:
     ) -> None:
         self.net = build_mlp(sizes, backprop, device, dtype)
         self.x, self.y = random_batch(sizes[0], sizes[-1], batch, device, dtype)
-        self.loss_fn = get_loss("cross_entropy", backprop)
+        self.loss_fn = get_loss("cross_entropy", "manual" if backprop == "fused" else backprop)
         self.opt = SGD(self.net.parameters(), lr=lr)
         with warnings.catch_warnings(record=True) as caught:  # a fallback is recorded instead
             warnings.simplefilter("always", RuntimeWarning)

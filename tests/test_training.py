@@ -192,3 +192,32 @@ def test_on_a_gpu_the_step_is_one_cuda_graph_and_trains_like_eager(tmp_path, pre
     assert graphed["task"].train_step.mode == "graph"
     eager = run(tmp_path / "eager", *common, "train_step=eager")
     assert abs(graphed["metrics"]["test/loss"] - eager["metrics"]["test/loss"]) < 0.05
+
+
+def test_train_loss_is_written_on_the_logged_steps_and_its_epoch_mean_is_exact(tmp_path):
+    """``train/loss`` reaches Lightning only on the steps its loggers write; the epoch mean is
+    summed on the device: it must equal the row-weighted mean of that epoch's step losses."""
+    from neuronlab.experiments.sweep import read_scalars
+
+    every = run(tmp_path / "every", "data=moons", "model=mlp", "data.batch_size=96",
+                "trainer.max_epochs=3", "trainer.log_every_n_steps=1")
+    curves = read_scalars(tmp_path / "every" / "tb")
+    steps_per_epoch = every["steps"] // 3
+    n_train = len(every["task"].trainer.datamodule.train_tensors[1])
+    sizes = [96] * (steps_per_epoch - 1) + [n_train - 96 * (steps_per_epoch - 1)]
+    assert 0 < sizes[-1] < 96  # a smaller last batch: the mean must weigh it by its rows
+    step_losses = dict(zip(*curves["train/loss"], strict=True))
+    assert sorted(step_losses) == list(range(every["steps"]))  # every step, once
+    epoch_means = curves["train/loss_epoch"][1]
+    assert len(epoch_means) == 3
+    for epoch, mean in enumerate(epoch_means):
+        losses = [step_losses[epoch * steps_per_epoch + i] for i in range(steps_per_epoch)]
+        expected = sum(v * b for v, b in zip(losses, sizes, strict=True)) / sum(sizes)
+        assert mean == pytest.approx(expected, rel=1e-5)
+
+    sparse = run(tmp_path / "sparse", "data=moons", "model=mlp", "data.batch_size=96",
+                 "trainer.max_epochs=3", "trainer.log_every_n_steps=4")
+    logged = read_scalars(tmp_path / "sparse" / "tb")["train/loss"][0]
+    assert logged == [s for s in range(sparse["steps"]) if (s + 1) % 4 == 0]
+    assert sparse["metrics"]["train/loss_epoch"] == pytest.approx(
+        every["metrics"]["train/loss_epoch"], rel=1e-6)  # same run, same epoch mean
