@@ -221,3 +221,21 @@ def test_train_loss_is_written_on_the_logged_steps_and_its_epoch_mean_is_exact(t
     assert logged == [s for s in range(sparse["steps"]) if (s + 1) % 4 == 0]
     assert sparse["metrics"]["train/loss_epoch"] == pytest.approx(
         every["metrics"]["train/loss_epoch"], rel=1e-6)  # same run, same epoch mean
+
+
+def test_the_run_reports_training_throughput_without_validation_time(tmp_path):
+    from neuronlab.experiments.sweep import read_scalars
+    from neuronlab.training.throughput import TrainThroughput
+
+    record = run(tmp_path, "data=moons", "model=mlp", "data.batch_size=96",
+                 "trainer.max_epochs=3")
+    meter = next(c for c in record["trainer"].callbacks if isinstance(c, TrainThroughput))
+    n_train = len(record["task"].trainer.datamodule.train_tensors[1])
+    assert meter.rows == 3 * n_train  # every trained row, once; no validation rows
+    assert 0 < record["train_seconds"] < record["seconds"]
+    assert record["train_samples_per_s"] == pytest.approx(meter.rows / meter.seconds)
+    stored = json.loads((tmp_path / "metrics.json").read_text())
+    assert stored["train_samples_per_s"] == pytest.approx(record["train_samples_per_s"])
+    steps, rates = read_scalars(tmp_path / "tb")["perf/train_samples_per_s"]
+    assert len(rates) == 3 and all(r > 0 for r in rates)
+    assert steps == [record["steps"] // 3 * (e + 1) for e in range(3)]

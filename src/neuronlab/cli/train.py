@@ -30,6 +30,11 @@ def _remove_if_unused(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def _rate(record: dict) -> str:
+    rate = record.get("train_samples_per_s")
+    return f"; training {rate:,.0f} samples/s" if rate else ""
+
+
 def report(record: dict) -> None:
     """The summary a finished (or stopped) run prints."""
     from rich.console import Console
@@ -45,7 +50,7 @@ def report(record: dict) -> None:
     if "test/acc" in m:
         console.print(
             f"test accuracy: [bold]{m['test/acc']:.4f}[/]   test loss: {m['test/loss']:.4f}"
-            f"   ({record['steps']} steps, {record['seconds']:.1f} s)"
+            f"   ({record['steps']} steps, {record['seconds']:.1f} s{_rate(record)})"
         )
         if record.get("resumed_from"):
             console.print(f"resumed from {record['resumed_from']}", soft_wrap=True)

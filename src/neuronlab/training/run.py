@@ -31,6 +31,7 @@ from .records import FINISHED, hparams_of, log_hparams, mark_resume, read_metric
 from .resume import check_resumable, resolve_checkpoint, resume_hint, test_checkpoint
 from .settings import RunConfig, validate_config
 from .task import LearnTask
+from .throughput import TrainThroughput
 
 
 def _container(cfg: Any) -> Any:
@@ -78,6 +79,7 @@ def build(
         callbacks = [_instantiate("callbacks", c)
                      for c in (cfg.get("callbacks") or {}).values() if c]
         callbacks.append(InterruptSaver())  # Ctrl-C saves and stops; not a config choice
+        callbacks.append(TrainThroughput())  # rows/s of training time; syncs per epoch only
         logger = _instantiate("logger", cfg["logger"]) if cfg.get("logger") else False
         if not logger:  # no logger (~logger): nothing to monitor the rate into
             callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
@@ -156,6 +158,7 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
         interrupted_ckpt.unlink(missing_ok=True)
     remove_stale_temp_files(run_dir / "checkpoints")
     saver = next(c for c in trainer.callbacks if isinstance(c, InterruptSaver))
+    throughput = next(c for c in trainer.callbacks if isinstance(c, TrainThroughput))
     sigint = signal.getsignal(signal.SIGINT)
     status, message, test, fit_metrics = "ok", None, {}, {}
     tested_on = None
@@ -194,6 +197,8 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
         "steps": int(trainer.global_step),
         "epochs": int(trainer.current_epoch),
         "seconds": round(seconds, 3),
+        "train_samples_per_s": throughput.samples_per_s,  # rows / training time (no validation)
+        "train_seconds": round(throughput.seconds, 3),
         "metrics": final,
         "tested_on": tested_on,
         "resumed_from": ckpt,

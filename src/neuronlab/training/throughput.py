@@ -1,0 +1,78 @@
+"""Training throughput: rows trained per second of training, validation left out.
+
+Lightning's ``ThroughputMonitor`` synchronizes with the GPU after every batch, which would
+undo the sync-free step (``training/step.py``). ``TrainThroughput`` counts rows on the host
+(batch sizes are Python ints) and reads the clock only at the edges of the training time —
+epoch start and end, validation start and end — after one device synchronization there, so
+every queued step is counted in the time it took. It writes ``perf/train_samples_per_s`` per
+epoch to the logger; ``samples_per_s`` (over the whole ``fit``) goes into the run's record.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import torch
+
+
+def _now(device: torch.device) -> float:
+    """The clock, after the device has finished what is queued (a CUDA device only)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+class TrainThroughput(L.Callback):
+    """Rows per second of training time (forward, backward, update, the loop around them)."""
+
+    def __init__(self) -> None:
+        self.rows = 0  # over the fit
+        self.seconds = 0.0
+        self._epoch_rows = 0
+        self._epoch_seconds = 0.0
+        self._t0: float | None = None  # when the running stretch of training time began
+        self._in_epoch = False
+
+    @property
+    def samples_per_s(self) -> float | None:
+        return self.rows / self.seconds if self.seconds > 0 and self.rows else None
+
+    def _resume(self, pl_module: L.LightningModule) -> None:
+        self._t0 = _now(pl_module.device)
+
+    def _pause(self, pl_module: L.LightningModule) -> None:
+        if self._t0 is not None:
+            self._epoch_seconds += _now(pl_module.device) - self._t0
+            self._t0 = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_rows, self._epoch_seconds = 0, 0.0
+        self._in_epoch = True
+        self._resume(pl_module)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._epoch_rows += len(batch[0])
+
+    # validation runs inside the training epoch (after its last batch, or every
+    # val_check_interval): its time is not training time
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._pause(pl_module)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._in_epoch:
+            self._resume(pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._pause(pl_module)
+        self._in_epoch = False
+        self.rows += self._epoch_rows
+        self.seconds += self._epoch_seconds
+        if self._epoch_rows and self._epoch_seconds > 0 and trainer.logger is not None \
+                and trainer.is_global_zero:
+            trainer.logger.log_metrics(
+                {"perf/train_samples_per_s": self._epoch_rows / self._epoch_seconds},
+                step=trainer.global_step)
