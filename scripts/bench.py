@@ -71,6 +71,9 @@ TARGETS_CUDA = {
        for k, b in (("small", 1.15), ("mid", 1.15), ("wide", 1.05))},
     **{f"manual_over_autograd_bf16.{k}": ("<=", b, "manual / autograd, bf16-mixed eager")
        for k, b in (("small", 1.15), ("mid", 1.15), ("wide", 1.05))},
+    **{f"fused_over_autograd{d}.{k}": ("<=", b, f"fused layers / autograd,{w} eager")
+       for d, w in (("", ""), ("_bf16", " bf16-mixed"))
+       for k, b in (("small", 1.15), ("mid", 1.15), ("wide", 1.05))},
     **{f"manual_over_autograd_{m}.{k}": ("<=", 1.0, f"manual / autograd, {m}")
        for m in ("graph", "compiled", "graph_bf16") for k in ("small", "mid", "wide")},
     "lightning_over_raw": ("<=", 1.15, "Trainer.fit (logging/ckpt off) / plain loop"),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything issue 12 measures, in one run on a GPU machine (under 6 minutes):
+# Everything issue 12 measures, in one run on a GPU machine (under 7 minutes):
 #
 #   bash scripts/gpu_check.sh             # from the repository root, on the GPU machine
 #   bash scripts/gpu_check.sh --dry-run   # print the commands, run nothing (works anywhere)
@@ -9,17 +9,19 @@
 # .whl/ (copied from ../shared/wheels; see its README) are installed first, as that README says.
 # Then: the fast tests (CUDA present, 8 workers), `neuronlab-check --device cuda`, six trainings
 # on digits (precision 32-true / bf16-mixed / 16-mixed × backprop manual / autograd, side by
-# side), and `scripts/bench.py --device cuda`. Each part runs under `timeout` within one overall
-# budget (GPU_CHECK_BUDGET_S, default 345 s); a part that fails or hangs is reported and the
-# next one runs. Results: gpu_summary.md, the bench's gpu.json/gpu.md and every part's log, in
-# $OUT when it is set (the device machine sends $OUT back), else in docs/bench/.
+# side), three end-to-end `neuronlab-train trainer=gpu` runs on 200k spirals (manual, fused,
+# autograd: training samples/s), and `scripts/bench.py --device cuda`. Each part runs under
+# `timeout` within one overall budget (GPU_CHECK_BUDGET_S, default 420 s); a part that fails
+# or hangs is reported and the next one runs. Results: gpu_summary.md, the bench's
+# gpu.json/gpu.md and every part's log, in $OUT when it is set (the device machine sends $OUT
+# back), else in docs/bench/.
 set -u
 cd "$(dirname "$0")/.."
 
 DRY=0; SUMMARY_ONLY=0
 [[ "${1:-}" == "--dry-run" ]] && DRY=1
 [[ "${1:-}" == "--summary-only" ]] && SUMMARY_ONLY=1  # rewrite the summary from what is there
-BUDGET=${GPU_CHECK_BUDGET_S:-345}
+BUDGET=${GPU_CHECK_BUDGET_S:-420}
 START=$SECONDS
 DEST=${OUT:-docs/bench}
 LOGS=$DEST/gpu_check_logs
@@ -103,7 +105,20 @@ for p in "${PRECISIONS[@]}"; do  # the background runs recorded their status in 
   done
 done
 
-# ---- 4. the benchmark: whatever budget is left ---------------------------------------------------
+# ---- 4. end to end: neuronlab-train trainer=gpu on a GPU-sized run, one at a time -----------------
+# spirals, 200k rows, [1024, 1024], batch 4096, 3 epochs (~120 steps): training samples/s from
+# each run's metrics.json (train_samples_per_s: validation left out), manual / fused / autograd
+E2E=(trainer=gpu data=spirals data.n_samples=200000 model=mlp "model.hidden=[1024,1024]"
+     data.batch_size=4096 trainer.max_epochs=3 callbacks.progress_bar=null)
+for v in manual fused autograd; do
+  case $v in
+    fused) opts=(model.backprop=manual model.fused=true) ;;
+    *) opts=("model.backprop=$v") ;;
+  esac
+  run "e2e-$v" 40 "${TRAIN[@]}" "${E2E[@]}" "${opts[@]}" "hydra.run.dir=$RUNS/e2e-$v"
+done
+
+# ---- 5. the benchmark: whatever budget is left ---------------------------------------------------
 BENCH_LIMIT=$(( $(left) - 15 ))
 # (peer is scikit-learn on the CPU: nothing about the GPU; the JSON is written after each
 # section, so a timeout still leaves the sections that finished)
@@ -149,6 +164,23 @@ for p in precisions:
     print(f"| {p} | {cells[0]} | {cells[1]} |")
 PY
   echo
+  echo "## End to end: neuronlab-train trainer=gpu, spirals 200k rows, [1024, 1024], batch 4096"
+  echo
+  python3 - "$RUNS" <<'PY'
+import json, sys
+from pathlib import Path
+print("| backprop | status | steps | training samples/s | train s | run s |")
+print("|---|---|---|---|---|---|")
+for v in ("manual", "fused", "autograd"):
+    try:
+        r = json.loads((Path(sys.argv[1]) / f"e2e-{v}" / "metrics.json").read_text())
+        rate = r.get("train_samples_per_s") or float("nan")
+        print(f"| {v} | {r.get('status')} | {r.get('steps')} | {rate:,.0f} | "
+              f"{r.get('train_seconds')} | {r.get('seconds')} |")
+    except (OSError, ValueError) as err:
+        print(f"| {v} | no metrics.json ({type(err).__name__}) | | | | |")
+PY
+  echo
   echo "## Benchmark targets ($BENCH_JSON, tables in ${BENCH_JSON%.json}.md)"
   echo
   python3 - "$BENCH_JSON" <<'PY'
@@ -169,7 +201,8 @@ print("|---|---|---|---|")
 for key, t in res.get("targets", {}).items():
     print(f"| {key} | {t['value']:.4g} | {t['target']} | {'yes' if t['met'] else 'NO'} |")
 s = res.get("summary", {})
-for key in ("graph_over_eager", "compiled_over_eager", "mnist1d_samples_per_s"):
+for key in ("graph_over_eager", "compiled_over_eager", "fused_over_autograd_graph",
+            "mnist1d_samples_per_s", "mnist1d_fused_over_autograd_throughput"):
     if key in s:
         print(f"| {key} | {s[key]} | | (info) |")
 PY
