@@ -4,6 +4,7 @@ batch: each rank takes half of every global batch and DDP averages the two gradi
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,9 @@ def test_ddp_two_cpu_processes_match_one_process(tmp_path):
     for k in one:
         # the same math, summed in a different order: equal to float32 rounding
         torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-5, msg=k)
+    # the epoch mean and the throughput count every process's rows, not rank 0's half
+    rec = {n: json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("one", "two")}
+    assert rec["two"]["metrics"]["train/loss_epoch"] == pytest.approx(
+        rec["one"]["metrics"]["train/loss_epoch"], rel=1e-4)
+    rows = {n: r["train_samples_per_s"] * r["train_seconds"] for n, r in rec.items()}
+    assert rows["two"] == pytest.approx(rows["one"], rel=0.01)

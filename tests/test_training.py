@@ -238,4 +238,53 @@ def test_the_run_reports_training_throughput_without_validation_time(tmp_path):
     assert stored["train_samples_per_s"] == pytest.approx(record["train_samples_per_s"])
     steps, rates = read_scalars(tmp_path / "tb")["perf/train_samples_per_s"]
     assert len(rates) == 3 and all(r > 0 for r in rates)
-    assert steps == [record["steps"] // 3 * (e + 1) for e in range(3)]
+    # at the step of the epoch's other scalars (train/loss_epoch, val/*)
+    assert steps == read_scalars(tmp_path / "tb")["train/loss_epoch"][0]
+    assert steps == [record["steps"] // 3 * (e + 1) - 1 for e in range(3)]
+    last = record["train_samples_per_s_last_epoch"]
+    assert last == pytest.approx(rates[-1]) and stored["train_samples_per_s_last_epoch"] == last
+
+
+@pytest.mark.filterwarnings("ignore:.*could not find the monitored key")  # 7 steps: no val yet
+def test_the_final_train_loss_is_the_last_steps_even_between_logged_steps(tmp_path):
+    """``train/loss`` goes to Lightning on logged steps, and on the last step of an epoch or
+    of the run: the run's record ends with the last step's loss (here step 6, not logged)."""
+    from neuronlab.experiments.sweep import read_scalars
+
+    common = ["data=moons", "model=mlp", "data.batch_size=64", "trainer.max_steps=7"]
+    sparse = run(tmp_path / "sparse", *common, "trainer.log_every_n_steps=10")
+    run(tmp_path / "dense", *common, "trainer.log_every_n_steps=1")
+    steps, values = read_scalars(tmp_path / "dense" / "tb")["train/loss"]
+    assert steps[-1] == 6 and sparse["steps"] == 7
+    assert sparse["metrics"]["train/loss"] == pytest.approx(values[-1], rel=1e-6)
+
+
+def test_a_bf16_run_sums_its_epoch_loss_in_float32(tmp_path):
+    from neuronlab.experiments.sweep import read_scalars
+
+    record = run(tmp_path, "data=moons", "model=mlp", "data.batch_size=8",
+                 "trainer.max_epochs=1", "trainer.log_every_n_steps=1",
+                 "trainer.precision=bf16-true")
+    _, losses = read_scalars(tmp_path / "tb")["train/loss"]
+    n_train = len(record["task"].trainer.datamodule.train_tensors[1])
+    sizes = [8] * (len(losses) - 1) + [n_train - 8 * (len(losses) - 1)]
+    expected = sum(v * b for v, b in zip(losses, sizes, strict=True)) / n_train
+    # a bfloat16 running sum is ~2 % off after ~90 steps; float32's error is ~1e-7
+    assert record["metrics"]["train/loss_epoch"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_only_a_mid_epoch_checkpoint_carries_the_epochs_partial_loss(tmp_path):
+    from neuronlab.training.checkpoint import load_checkpoint
+
+    record = run(tmp_path, "data=moons", "model=mlp", "trainer.max_epochs=2")
+    best = load_checkpoint(Path(record["trainer"].checkpoint_callback.best_model_path))
+    assert "train_loss_epoch" not in best  # saved at validation end, after the last batch
+    task = record["task"]
+    task._epoch_loss, task._epoch_rows = torch.tensor(3.0), 12  # as in the middle of an epoch
+    ckpt: dict = {}
+    task.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch = False
+    task.on_save_checkpoint(ckpt)
+    assert ckpt["train_loss_epoch"]["rows"] == 12
+    fresh = type(task)(**task.hparams)
+    fresh.on_load_checkpoint(ckpt)
+    assert fresh._epoch_rows == 12 and float(fresh._epoch_loss) == 3.0

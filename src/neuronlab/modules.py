@@ -42,6 +42,8 @@ def _check_activation(name: str) -> str:
 class _Switchable(nn.Module):
     """``backprop`` and ``fused`` are plain attributes, checked when set."""
 
+    _fused = False  # the default for a module pickled before ``fused`` existed
+
     @property
     def backprop(self) -> str:
         return self._backprop

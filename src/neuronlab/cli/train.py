@@ -31,8 +31,14 @@ def _remove_if_unused(run_dir: Path) -> None:
 
 
 def _rate(record: dict) -> str:
-    rate = record.get("train_samples_per_s")
-    return f"; training {rate:,.0f} samples/s" if rate else ""
+    """Training samples/s over the run, and over its last epoch (past compile/warm-up)."""
+    rate, last = record.get("train_samples_per_s"), record.get("train_samples_per_s_last_epoch")
+    if not rate:
+        return ""
+    out = f"; training {rate:,.0f} samples/s"
+    if last and record.get("epochs", 0) > 1 and abs(last - rate) > 0.1 * rate:
+        out += f", last epoch {last:,.0f}"
+    return out
 
 
 def report(record: dict) -> None:
@@ -50,7 +56,8 @@ def report(record: dict) -> None:
     if "test/acc" in m:
         console.print(
             f"test accuracy: [bold]{m['test/acc']:.4f}[/]   test loss: {m['test/loss']:.4f}"
-            f"   ({record['steps']} steps, {record['seconds']:.1f} s{_rate(record)})"
+            f"   ({record['steps']} steps, {record['seconds']:.1f} s{_rate(record)})",
+            soft_wrap=True,
         )
         if record.get("resumed_from"):
             console.print(f"resumed from {record['resumed_from']}", soft_wrap=True)

@@ -141,9 +141,10 @@ class CrossEntropyFunction(ChainRuleFunction):
             q = _soft_target(target.to(dtype), w, label_smoothing, dim)
             loss = reduce_loss(-(torch.log_softmax(z, dim) * q).sum(dim), reduction)
             return loss.to(result_dtype(input, target))
-        if label_smoothing == 0:  # the common case: L_n = −m_n w_y log p_n,y
+        if label_smoothing == 0 and z.dim() <= 2:  # the common case: L_n = −m_n w_y log p_n,y
             # torch's nll_loss does the pick (a gather), the mask, the weights and the
-            # division by D of the module docstring in one kernel
+            # division by D of the module docstring in one kernel (not for (N, C, d1, ...):
+            # CUDA's nll_loss2d is nondeterministic, and refused under deterministic mode)
             log_p = torch.log_softmax(z, _class_dim(z))
             loss = F.nll_loss(log_p, target, w, ignore_index=ignore_index, reduction=reduction)
             return loss.to(input.dtype)
@@ -188,8 +189,8 @@ class CrossEntropyFunction(ChainRuleFunction):
             return grad_input, grad_target, None, None, None, None
         if ctx.needs_input_grad[0]:
             local, denom = _index_local(z, target, w, ctx.ignore_index, eps)
-            if ctx.reduction == "mean":
-                g = g / denom
+            if ctx.reduction == "mean":  # D = 0 (every target ignored): local is 0, so is ∂L/∂z
+                g = g / torch.where(denom != 0, denom, torch.ones_like(denom))
             grad_input = (g * local).to(input.dtype)
         return grad_input, None, None, None, None, None
 

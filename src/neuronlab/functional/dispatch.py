@@ -30,6 +30,8 @@ except ImportError:  # pragma: no cover - a torch without it has no such wrapper
 class ChainRuleFunction(Function):
     """Base of every hand-written Function here: ``Function`` with a lighter ``apply``."""
 
+    _n_args = -1  # forward's parameter count; -1 (no forward of its own yet): torch's path
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         forward = cls.__dict__.get("forward")

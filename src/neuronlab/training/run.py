@@ -198,6 +198,7 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
         "epochs": int(trainer.current_epoch),
         "seconds": round(seconds, 3),
         "train_samples_per_s": throughput.samples_per_s,  # rows / training time (no validation)
+        "train_samples_per_s_last_epoch": throughput.last_epoch_samples_per_s,
         "train_seconds": round(throughput.seconds, 3),
         "metrics": final,
         "tested_on": tested_on,

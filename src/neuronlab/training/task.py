@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..errors import unknown_choice
 from ..functional import LOSSES, get_loss
+from ..functional.precision import opmath_dtype
 from ..init import InitConfig, initialize_
 from ..modules import ModelConfig, Neuron, build_network
 from ..optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler
@@ -119,24 +120,34 @@ class LearnTask(L.LightningModule):
             loss = self._stepped(*batch)
         n = batch[0].shape[0]
         self._last_train_loss = (loss.detach(), n)
-        if self._epoch_loss is None:
-            self._epoch_loss = torch.zeros((), dtype=loss.dtype, device=loss.device)
-        self._epoch_loss.add_(loss.detach() * n)  # on the device: no sync
+        if self._epoch_loss is None:  # float32 at least, as Lightning's own epoch mean
+            self._epoch_loss = torch.zeros((), dtype=opmath_dtype(loss.dtype), device=loss.device)
+        elif self._epoch_loss.device != loss.device:  # restored from a checkpoint on the CPU
+            self._epoch_loss = self._epoch_loss.to(loss.device)
+        self._epoch_loss.add_(loss.detach().to(self._epoch_loss.dtype) * n)  # no sync
         self._epoch_rows += n
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        # after the callbacks' hooks, so a step that stops the run (divergence) is written too
-        if _lightning_writes_this_step(self.trainer):
+        # after the callbacks' hooks, so a step that stops the run (divergence) is written too;
+        # also the last step of an epoch or of the run: what callback_metrics ends with
+        trainer = self.trainer
+        last = trainer.is_last_batch or 0 < trainer.max_steps <= trainer.global_step
+        if last or trainer.fast_dev_run or _lightning_writes_this_step(trainer):
             loss, n = self._last_train_loss
             # on the progress bar only in eager mode: the bar reads the value (a sync)
             self.log("train/loss", loss, on_step=True, on_epoch=False,
                      prog_bar=self.automatic_optimization, batch_size=n)
 
     def on_train_epoch_end(self) -> None:
-        if self._epoch_rows:  # the mean over the epoch's rows, as Lightning's on_epoch mean
-            self.log("train/loss_epoch", self._epoch_loss / self._epoch_rows, on_step=False,
-                     on_epoch=True, batch_size=1)
+        if self._epoch_loss is not None:  # the mean over the epoch's rows (every process's)
+            total = torch.stack([self._epoch_loss.float(),
+                                 torch.tensor(float(self._epoch_rows), device=self.device)])
+            total = self.trainer.strategy.reduce(total, reduce_op="sum")  # DDP: one all-reduce
+            # already the same on every process: sync_dist averages equal values (it only
+            # tells Lightning the value is global)
+            self.log("train/loss_epoch", total[0] / total[1], on_step=False, on_epoch=True,
+                     batch_size=1, sync_dist=self.trainer.world_size > 1)
         self._epoch_loss, self._epoch_rows = None, 0  # an epoch-end checkpoint holds no sum
 
     def _stepped(self, x: Tensor, y: Tensor) -> Tensor:
@@ -167,7 +178,9 @@ class LearnTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.train_step is not None:  # the 16-mixed loss scale (empty otherwise)
             checkpoint["train_step"] = self.train_step.state_dict()
-        if self._epoch_rows:  # saved mid-epoch: the epoch's loss so far, for the epoch mean
+        # saved mid-epoch: the epoch's loss so far, for the epoch mean (not after the last
+        # batch, as at validation end: the epoch's end hook, which logs it, runs again)
+        if self._epoch_rows and not self.trainer.is_last_batch:
             checkpoint["train_loss_epoch"] = {"sum": self._epoch_loss.detach().cpu(),
                                               "rows": self._epoch_rows}
 

@@ -5,7 +5,9 @@ undo the sync-free step (``training/step.py``). ``TrainThroughput`` counts rows 
 (batch sizes are Python ints) and reads the clock only at the edges of the training time —
 epoch start and end, validation start and end — after one device synchronization there, so
 every queued step is counted in the time it took. It writes ``perf/train_samples_per_s`` per
-epoch to the logger; ``samples_per_s`` (over the whole ``fit``) goes into the run's record.
+epoch to the logger; ``samples_per_s`` (over the whole ``fit``: compile, graph capture and the
+eager steps of the gradient audit and flow included) and ``last_epoch_samples_per_s`` go into
+the run's record. Under DDP the rows of every process are counted (one all-reduce per epoch).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class TrainThroughput(L.Callback):
         self._epoch_seconds = 0.0
         self._t0: float | None = None  # when the running stretch of training time began
         self._in_epoch = False
+        self.last_epoch_samples_per_s: float | None = None  # past warm-up, compile, capture
 
     @property
     def samples_per_s(self) -> float | None:
@@ -69,10 +72,16 @@ class TrainThroughput(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pause(pl_module)
         self._in_epoch = False
-        self.rows += self._epoch_rows
+        rows = self._epoch_rows
+        if trainer.world_size > 1:  # DDP: every process trains its share of each batch
+            rows = int(trainer.strategy.reduce(
+                torch.tensor(float(rows), device=pl_module.device), reduce_op="sum").item())
+        self.rows += rows
         self.seconds += self._epoch_seconds
-        if self._epoch_rows and self._epoch_seconds > 0 and trainer.logger is not None \
-                and trainer.is_global_zero:
-            trainer.logger.log_metrics(
-                {"perf/train_samples_per_s": self._epoch_rows / self._epoch_seconds},
-                step=trainer.global_step)
+        if rows and self._epoch_seconds > 0:
+            self.last_epoch_samples_per_s = rows / self._epoch_seconds
+            if trainer.logger is not None and trainer.is_global_zero:
+                # the step the epoch's other scalars (train/loss_epoch, val/*) are written at
+                trainer.logger.log_metrics(
+                    {"perf/train_samples_per_s": self.last_epoch_samples_per_s},
+                    step=max(trainer.global_step - 1, 0))
