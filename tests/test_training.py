@@ -288,3 +288,30 @@ def test_only_a_mid_epoch_checkpoint_carries_the_epochs_partial_loss(tmp_path):
     fresh = type(task)(**task.hparams)
     fresh.on_load_checkpoint(ckpt)
     assert fresh._epoch_rows == 12 and float(fresh._epoch_loss) == 3.0
+
+
+@pytest.mark.cuda
+def test_on_a_gpu_a_run_makes_no_host_sync_between_its_periodic_reads(tmp_path):
+    """``neuronlab-train trainer=gpu`` (graph step, default callbacks): a step syncs only where
+    something is due to read the device — the first steps (warm-up, capture), the steps
+    Lightning writes to its loggers, the audit/flow steps (every 50), the divergence read
+    (every 100), an epoch's last batch (validation, checkpoints). Every other step: 0."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from sync_counter import SyncCounter
+
+    record = run(tmp_path, "trainer=gpu", "data=spirals", "data.n_samples=20000", "model=mlp",
+                 "data.batch_size=128", "trainer.max_epochs=2", "trainer.log_every_n_steps=20",
+                 "+callbacks.syncs._target_=sync_counter.SyncCounter")
+    assert record["status"] == "ok" and record["task"].train_step.mode == "graph"
+    counter = next(c for c in record["trainer"].callbacks if isinstance(c, SyncCounter))
+    per_epoch = record["steps"] // 2
+    due = {s for s in counter.per_step
+           if s < 6 or s % 50 == 0 or (s + 1) % 20 == 0 or (s + 1) % 100 == 0
+           or (s + 1) % per_epoch == 0}
+    quiet = {s: n for s, n in counter.per_step.items() if s not in due}
+    assert len(quiet) > 100
+    assert not {s: n for s, n in quiet.items() if n}, "steps with host syncs (step: count)"
