@@ -190,7 +190,7 @@ class CrossEntropyFunction(ChainRuleFunction):
         if ctx.needs_input_grad[0]:
             local, denom = _index_local(z, target, w, ctx.ignore_index, eps)
             if ctx.reduction == "mean":  # D = 0 (every target ignored): local is 0, so is ∂L/∂z
-                g = g / torch.where(denom != 0, denom, torch.ones_like(denom))
+                g = g / (denom + (denom == 0))  # D + 1 only where D = 0
             grad_input = (g * local).to(input.dtype)
         return grad_input, None, None, None, None, None
 
