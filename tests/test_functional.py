@@ -666,3 +666,18 @@ def test_positional_misuse_raises_naming_the_argument():
     w = torch.tensor([1.0, 2.0, 0.5])
     z, t = torch.randn(4, 3, generator=_gen()), torch.tensor([0, 1, 2, 1])
     torch.testing.assert_close(NF.cross_entropy(z, t, w), F.cross_entropy(z, t, w))
+
+
+def test_cross_entropy_with_every_target_ignored_has_torchs_zero_gradient():
+    """'mean' over no targets: the loss is 0/0 = NaN in both; the gradient is 0 in torch (and
+    so in per-sample gradients of such a sample), not NaN."""
+    from neuronlab.functional import cross_entropy
+
+    z = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    twin = z.detach().clone().requires_grad_()
+    y = torch.full((4,), -100)
+    ours, ref = cross_entropy(z, y), torch.nn.functional.cross_entropy(twin, y)
+    assert torch.isnan(ours) and torch.isnan(ref)
+    ours.backward()
+    ref.backward()
+    assert torch.equal(z.grad, twin.grad) and not z.grad.any()
