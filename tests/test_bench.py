@@ -83,7 +83,10 @@ def test_step_section_has_times_flops_and_memory(result):
         assert _positive_finite(r["ceiling_flops_per_s"])
         assert all(v["syncs_per_step"] is None for v in r["variants"].values())  # CPU: n/a
     # the whole-step compiled TrainStep ran (aot_eager in --quick), not a fallback
-    assert {"manual/compiled", "autograd/compiled"} <= set(result["step"]["mid"]["variants"])
+    assert {"manual/compiled", "fused/compiled", "autograd/compiled"} <= set(
+        result["step"]["mid"]["variants"])
+    assert {"fused/eager"} <= set(result["step"]["small"]["variants"])
+    assert _positive_finite(result["summary"]["fused_over_autograd"]["small"])
     assert not result["step"]["mid"]["fallbacks"]
     # a slope, not a ratio: at the quick sizes overhead dominates and it may sit near 0
     assert math.isfinite(result["scaling"]["exponent"])
@@ -98,10 +101,12 @@ def test_markdown_table_is_written_next_to_the_json(result, out_path):
 @pytest.mark.slow
 def test_mnist1d_throughput_is_reported(result):
     r = result["mnist1d"]
-    assert set(r["samples_per_s"]) == {"manual/eager", "autograd/eager"}  # graph: CUDA only
+    # graph: CUDA only; fused = manual with one Function per layer (model.fused=true)
+    assert set(r["samples_per_s"]) == {"manual/eager", "fused/eager", "autograd/eager"}
     assert all(_positive_finite(v) for v in r["samples_per_s"].values())
     assert r["data"]
-    assert _positive_finite(result["summary"]["mnist1d_manual_over_autograd_throughput"])
+    for m in ("manual", "fused"):
+        assert _positive_finite(result["summary"][f"mnist1d_{m}_over_autograd_throughput"])
 
 
 def test_cuda_targets_are_issue_12s_goals():
