@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -308,3 +309,25 @@ def test_in_a_sweep_a_diverged_run_does_not_stop_the_others(tmp_path):
     assert runs[1e4]["status"] == "diverged"  # the first job …
     assert DIVERGED.match(runs[1e4]["message"])
     assert runs[0.1]["status"] == "ok"  # … and the second ran all the same
+
+
+def test_divergence_read_every_n_steps_still_names_the_first_bad_step():
+    """Losses wait on the device between reads; the read finds the first bad one exactly."""
+    from types import SimpleNamespace
+
+    from neuronlab.training import DivergenceGuard
+    from neuronlab.training.divergence import Diverged
+
+    guard = DivergenceGuard(max_loss=1e6, check_every_n_steps=10)
+    trainer = SimpleNamespace(global_step=0, world_size=1, optimizers=[])
+    losses = {13: float("nan"), 15: 1e7}
+    for step in range(1, 21):
+        trainer.global_step = step
+        loss = torch.tensor(losses.get(step, 0.5), dtype=torch.float64)
+        if step < 20:
+            guard.on_train_batch_end(trainer, None, {"loss": loss}, None, 0)  # no read yet
+            continue
+        with pytest.raises(Diverged) as caught:
+            guard.on_train_batch_end(trainer, None, {"loss": loss}, None, 0)
+    assert caught.value.step == 13 and math.isnan(caught.value.loss)
+    guard.check(trainer)  # read: nothing new since, so no second alarm

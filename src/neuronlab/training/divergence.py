@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 
@@ -18,9 +20,9 @@ class Diverged(RuntimeError):
 class DivergenceGuard(L.Callback):
     """Stop at the first step whose training loss is NaN/inf or above ``max_loss``.
 
-    Every step, the first bad step and its loss are recorded *on the device* (no host sync);
-    every ``check_every_n_steps`` steps the record is read (one sync) and a bad step ends the
-    run, reported exactly, up to N−1 steps after it happened. ``null`` (the default): every
+    Every step, the loss is copied into a buffer *on the device* (one copy, no host sync);
+    every ``check_every_n_steps`` steps the buffer is read (one sync) and the first bad step
+    ends the run, reported exactly, up to N−1 steps after it happened. ``null`` (the default): every
     step on the CPU (where reading is free), every ``GPU_CHECK_EVERY`` steps on a GPU, so the
     steady-state step never waits on the host.
     Before any checkpoint is written the parameters are checked too, so a checkpoint never
@@ -43,14 +45,14 @@ class DivergenceGuard(L.Callback):
             )
         self.max_loss = max_loss
         self.check_every_n_steps = check_every_n_steps
-        self._first_bad: torch.Tensor | None = None  # (2,): step, loss of the first bad step
-        self._step: torch.Tensor | None = None  # global_step, counted on the device
+        self._losses: torch.Tensor | None = None  # the losses since the last check, on the device
+        self._steps: list[int] = []  # their step numbers, on the host
 
     def on_train_start(self, trainer, pl_module) -> None:
         if self.check_every_n_steps is None:
             on_gpu = trainer.strategy.root_device.type == "cuda"
             self.check_every_n_steps = self.GPU_CHECK_EVERY if on_gpu else 1
-        self._step = None
+        self._steps = []
 
     def _lr(self, trainer: L.Trainer) -> float | None:
         if not trainer.optimizers:
@@ -61,33 +63,37 @@ class DivergenceGuard(L.Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None:
             return
-        loss = loss.detach().float()
-        step = trainer.global_step  # this loss was computed at the N-th step (counting from 1)
-        if self._step is None:  # one host→device copy, then counted on the device
-            self._step = torch.tensor(float(step), device=loss.device)
-        else:
-            self._step += 1
-        bad = ~torch.isfinite(loss) | (loss > self.max_loss)
-        here = torch.stack([self._step, loss])
-        if self._first_bad is None:
-            self._first_bad = torch.full_like(here, float("nan"))
-        fresh = bad & torch.isnan(self._first_bad[0])
-        self._first_bad = torch.where(fresh, here, self._first_bad)
-        if step % (self.check_every_n_steps or 1) == 0:
+        n = self.check_every_n_steps or 1
+        dtype = torch.promote_types(loss.dtype, torch.float32)  # float64 stays float64
+        fits = self._losses is not None and (self._losses.device, self._losses.dtype) == (
+            loss.device, dtype)
+        if not fits and not self._steps:  # (re)made only while it holds nothing unread
+            self._losses = torch.empty(n, dtype=dtype, device=loss.device)
+        # one copy into the device buffer per step, no sync; the step numbers stay on the
+        # host (this loss was computed at the N-th step, counting from 1)
+        self._losses[len(self._steps)].copy_(loss.detach())
+        self._steps.append(trainer.global_step)
+        if len(self._steps) == n:
             self.check(trainer)
 
     def check(self, trainer: L.Trainer) -> None:
-        """Raise :class:`Diverged` if a bad step has been seen (one host sync)."""
-        if self._first_bad is None:
-            return
-        step, loss = self._first_bad.cpu().tolist()
-        seen = step == step  # not NaN: a bad step was recorded
+        """Raise :class:`Diverged` at the first bad loss recorded since the last check (one
+        host sync to read them)."""
+        first: tuple[int, float] | None = None
+        if self._steps:
+            losses = self._losses[: len(self._steps)].cpu().tolist()
+            for step, loss in zip(self._steps, losses, strict=True):
+                if not math.isfinite(loss) or loss > self.max_loss:
+                    first = (step, loss)
+                    break
+            self._steps.clear()
+        seen = first is not None
         if trainer.world_size > 1:
             # every process must stop together, or the others wait forever in the next all-reduce
             seen = trainer.strategy.reduce_boolean_decision(seen, all=False)
         if seen:
-            raise Diverged(int(step) if step == step else trainer.global_step, loss,
-                           self._lr(trainer))
+            step, loss = first if first is not None else (trainer.global_step, float("nan"))
+            raise Diverged(step, loss, self._lr(trainer))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self.check(trainer)

@@ -124,7 +124,7 @@ class LearnTask(L.LightningModule):
             self._epoch_loss = torch.zeros((), dtype=opmath_dtype(loss.dtype), device=loss.device)
         elif self._epoch_loss.device != loss.device:  # restored from a checkpoint on the CPU
             self._epoch_loss = self._epoch_loss.to(loss.device)
-        self._epoch_loss.add_(loss.detach().to(self._epoch_loss.dtype) * n)  # no sync
+        self._epoch_loss.add_(loss.detach(), alpha=n)  # one kernel, no sync
         self._epoch_rows += n
         return loss
 
