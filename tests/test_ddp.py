@@ -41,5 +41,6 @@ def test_ddp_two_cpu_processes_match_one_process(tmp_path):
     rec = {n: json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("one", "two")}
     assert rec["two"]["metrics"]["train/loss_epoch"] == pytest.approx(
         rec["one"]["metrics"]["train/loss_epoch"], rel=1e-4)
+    # rows = rate × seconds, with seconds rounded to 1 ms in metrics.json: a few % apart, not 2×
     rows = {n: r["train_samples_per_s"] * r["train_seconds"] for n, r in rec.items()}
-    assert rows["two"] == pytest.approx(rows["one"], rel=0.01)
+    assert rows["two"] == pytest.approx(rows["one"], rel=0.05)
