@@ -141,8 +141,9 @@ class LearnTask(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         if self._epoch_loss is not None:  # the mean over the epoch's rows (every process's)
-            total = torch.stack([self._epoch_loss.float(),
-                                 torch.tensor(float(self._epoch_rows), device=self.device)])
+            rows = torch.tensor(self._epoch_rows, dtype=self._epoch_loss.dtype,
+                                device=self._epoch_loss.device)
+            total = torch.stack([self._epoch_loss, rows])  # float64 runs stay float64
             total = self.trainer.strategy.reduce(total, reduce_op="sum")  # DDP: one all-reduce
             # already the same on every process: sync_dist averages equal values (it only
             # tells Lightning the value is global)
