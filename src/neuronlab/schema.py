@@ -2,7 +2,7 @@
 once when built, turned back into primitives for checkpoints.
 
 Each group's dataclass lives beside the code it configures (``ModelConfig`` in
-``modules.py``, ``InitConfig`` in ``init.py``, ``OptimizerConfig``/``SchedulerConfig`` in
+``modules/models.py``, ``InitConfig`` in ``init.py``, ``OptimizerConfig``/``SchedulerConfig`` in
 ``optim.py``, ``DataConfig`` in ``data/``); ``neuronlab.config`` registers them with Hydra's
 ConfigStore and runs the rules that span groups.
 """
