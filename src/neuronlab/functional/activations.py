@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 from .derivatives import (  # noqa: F401  (re-exported: the formulas live in ``derivatives``)
     _GELU_KAPPA,
@@ -195,11 +196,11 @@ class GELUFunction(ChainRuleFunction):
 
     @staticmethod
     def forward(input: Tensor, approximate: str) -> Tensor:
-        z = opmath(input)
-        if approximate == "tanh":
-            inner = _SQRT_2_OVER_PI * (z + _GELU_KAPPA * z * z * z)
-            return (0.5 * z * (1 + torch.tanh(inner))).to(input.dtype)
-        return (z * 0.5 * (1 + torch.erf(z * _INV_SQRT2))).to(input.dtype)
+        # torch's own kernel, as sigmoid and tanh use theirs: the forward is not the chain
+        # rule, and the same bits as ``F.gelu`` keep the two backward passes on the same
+        # logits (written out with torch.erf the value differed by up to ~60 ulps: torch's
+        # kernel rounds its erf otherwise). Half inputs compute in float32 inside, rounded once.
+        return F.gelu(input, approximate=approximate)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
