@@ -15,6 +15,7 @@ from .rounding import (
     ROUNDING_FACTOR,
     compare_to_bound,
     gradient_terms,
+    loss_targets,
     unit_roundoff,
 )
 
@@ -118,12 +119,7 @@ def _cosine(a: Tensor, b: Tensor) -> float:
 
 def _targets_for(loss: str, out: Tensor, targets: Tensor) -> Tensor:
     """``targets`` as the loss takes them (see :func:`compare_gradients`)."""
-    y = targets.to(out.device)
-    if loss == "mse" and not y.is_floating_point() and out.dim() == y.dim() + 1:
-        y = nn.functional.one_hot(y, out.shape[-1])
-    if loss != "cross_entropy":  # bce/mse: float targets shaped like the output
-        y = y.to(out.dtype).reshape(out.shape) if y.numel() == out.numel() else y
-    return y
+    return loss_targets(loss, out, targets)
 
 
 def _loss_value_terms(loss: str, out: Tensor, y: Tensor) -> float:

@@ -11,24 +11,36 @@ terms does not. Textbook error analysis bounds a computed sum by the size of its
     alarm when error(p) > tolerance · bound(p)      (tolerance 1 by default)
 
 ``T(p)``, from :func:`gradient_terms`, is p's gradient recomputed with every quantity replaced by
-the size of the terms it is made of — the triangle inequality applied at each step:
+the size of the terms it is made of — the triangle inequality applied at each step, to first
+order in u:
 
-- forward: ``|x|``, then per layer ``Z̃ = X̃ |W|ᵀ + |b|`` and ``X̃' = |a| + |f'(z)| Z̃`` (what a
-  pre-activation is summed from, carried into the activation);
-- the loss gradient before its cancellation: cross-entropy ``(softmax(z) + onehot(y))/N``,
-  BCE ``(σ(z) + |y|)/N``, MSE ``2(|ŷ| + |y|)/N`` — near a minimum ``p − y`` is tiny, its
-  rounding is not;
-- backward: ``m ← (m |W|) ⊙ |f'(z)|``, and ``T(W) = mᵀ X̃``, ``T(b) = Σ_batch m``.
+- forward: ``X̃ = |x|``, then per layer ``Z̃ = X̃ |W|ᵀ + |b|`` (what a pre-activation is summed
+  from: its computed value is off by ≲ u·Z̃) and ``X̃' = Ã(z) + |f'(z)| Z̃`` — the activation's
+  own terms (``|a|``; gelu ``½|z|(1 + |erf(z/√2)|)``, the two terms ``1 + erf`` cancels) and
+  the error of z carried through f;
+- the loss gradient ``g = ∂L/∂out`` (mean reduction over N), its terms before they cancel
+  *plus the forward's error carried through the loss's second derivative* (``δg ≈ H δz``,
+  ``|δz| ≲ u·Z̃`` of the logits)::
+
+      cross-entropy  (softmax(z) + onehot(y))/N + p ⊙ (Z̃ + Σⱼ pⱼ Z̃ⱼ)/N      p = softmax(z)
+      BCE            (σ(z) + |y|)/N + σ'(z) Z̃/N
+      MSE            2(Ỹ + |y|)/N                      Ỹ = X̃' of the output: δŷ ≲ u·Ỹ
+
+  A confident logit (z ≈ −8, σ(z) ≈ 3e−4) that is a cancelling sum of terms of size ~150 is
+  off by ~150 u; that reaches every BCE gradient as σ'(z)·150u/N — 150× the σ(z)/N term alone;
+- backward, like the gradient: ``m ← (m |W|) ⊙ (|f'(z)| + |f''(z)| Z̃)`` (f' evaluated at a
+  z that is off by u·Z̃), ``T(W) = mᵀ X̃``, ``T(b) = Σ_batch m``.
+
+Each layer type brings its rule for those steps (:data:`TERM_RULES`, a dict from module type
+to a :class:`TermRule`); the dense ``Layer`` (and so ``Neuron``) is the one here.
 
 ``u`` is the compute dtype's (float64 2⁻⁵³, float32 2⁻²⁴ — 2⁻¹¹ with CUDA's TF32 matmuls —,
 float16 2⁻¹¹, bfloat16 2⁻⁸). ``c = 16`` (``ROUNDING_FACTOR``): the worst case of a sum of n
 terms is n·u·T, but rounding errors add up like a random walk and the two paths share most of
 their roundings; what is left is a few ulps (exp, erf, fused vs unfused ops, summation order).
-Measured (``scripts/long_runs.py``: 27 runs, 203k steps, 19k audits, float32, float64 and
-bf16-mixed) the largest difference was 1.1 u·T (0.07 of the alarm line at 16 u·T); a build of
-the ops with other formulas for gelu and mse reached 2.7 u·T. The floor (2⁻¹⁰ of the model's
-largest term) keeps a tensor whose terms are tiny next to the model's (dead or saturated units,
-underflow) from being judged at a scale no rounding has.
+The floor (2⁻¹⁰ of the model's largest term) keeps a tensor whose terms are tiny next to the
+model's (dead or saturated units, underflow) from being judged at a scale no rounding has.
+What the long runs measured is in ``scripts/long_runs.py`` and ``docs/bench/long_runs.md``.
 
 A wrong backward is off by the size of the gradient itself (a sign, a factor, a region): it is
 caught whenever the gradient is more than ~c·u of its terms — in float32 ~1e-6, which every
@@ -40,13 +52,15 @@ without autocast and holds it to the weights' dtype.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from ..functional import get_activation
-from ..modules import Neuron
+from ..modules import Layer
 
 ROUNDING_FACTOR = 16.0  # c: the error allowed, in units of u × the size of the terms
 MODEL_FLOOR = 2.0**-10  # the floor, as a fraction of the model's largest term
@@ -65,50 +79,154 @@ def unit_roundoff(dtype: torch.dtype, device: str | torch.device = "cpu") -> flo
     return torch.finfo(dtype).eps / 2
 
 
-def _layers(model: nn.Module) -> list[nn.Module]:
-    """The chain of ``Layer``s of a neuronlab ``Neuron``, ``Layer`` or ``MLP``."""
-    layers = list(model.layers) if hasattr(model, "layers") else [model]
-    if not all(hasattr(m, "weight") and hasattr(m, "activation") for m in layers):
-        raise TypeError(f"gradient_terms needs a neuronlab Neuron, Layer or MLP, got "
-                        f"{type(model).__name__}")
-    return layers
+def loss_targets(loss: str, out: Tensor, targets: Tensor) -> Tensor:
+    """``targets`` as the loss ``loss`` takes them next to ``out`` — the one rule the training
+    task, :func:`~neuronlab.gradcheck.compare_gradients` and the bound share: class indices
+    for ``cross_entropy``; for ``bce``/``mse``, integer labels on an output with one unit per
+    class (``out`` ``(N, C)``, C > 1) become one-hot rows, and the targets are float, shaped
+    like ``out``."""
+    y = targets.to(out.device)
+    if loss == "cross_entropy":
+        return y
+    if not y.is_floating_point() and out.dim() == y.dim() + 1 and out.shape[-1] > 1:
+        y = nn.functional.one_hot(y.long(), out.shape[-1])
+    y = y.to(out.dtype)
+    return y.reshape(out.shape) if y.numel() == out.numel() else y
 
 
-def _derivative(name: str, z: Tensor) -> Tensor:
-    """|f'(z)| of the activation ``name``, by autograd through its plain-torch twin."""
+# ---- the activations: |f'|, |f''| and the activation's own terms ----------------------------
+
+
+def _derivatives(name: str, z: Tensor) -> tuple[Tensor, Tensor]:
+    """``(|f'(z)|, |f''(z)|)`` of the activation ``name``, by autograd through its plain-torch
+    twin (f'' is 0 where f' is piecewise constant)."""
     z = z.detach().requires_grad_()
     with torch.enable_grad():
         a = get_activation(name, "autograd")(z)
-        (d,) = torch.autograd.grad(a, z, torch.ones_like(a))
-    return d.abs()
+        (d,) = torch.autograd.grad(a, z, torch.ones_like(a), create_graph=True)
+        dd = torch.zeros_like(z)
+        if d.requires_grad:
+            (dd,) = torch.autograd.grad(d, z, torch.ones_like(d), allow_unused=True,
+                                        materialize_grads=True)
+    return d.detach().abs(), dd.detach().abs()
 
 
-def _loss_gradient_terms(loss: str, out: Tensor, out_size: Tensor, target: Tensor) -> Tensor:
-    """The size of the terms ∂L/∂out is the difference of (mean reduction), shaped like out."""
-    if loss == "cross_entropy":  # (softmax(z) − onehot(y)) / N, z (N, C)
-        onehot = nn.functional.one_hot(target.long(), out.shape[-1]).to(out.dtype)
-        return (torch.softmax(out, -1) + onehot) / (out.numel() // out.shape[-1])
-    if loss == "mse" and not target.is_floating_point() and out.dim() == target.dim() + 1:
-        target = nn.functional.one_hot(target.long(), out.shape[-1])
-    y = target.to(out.dtype).reshape(out.shape).abs()
-    if loss == "bce":  # (σ(z) − y) / N
-        return (torch.sigmoid(out) + y) / out.numel()
-    if loss == "mse":  # 2(ŷ − y) / N
-        return 2 * (out_size + y) / out.numel()
+def _activation_terms(name: str, z: Tensor, a: Tensor) -> Tensor:
+    """The size of the terms an activation's value is computed from: ``|a|``, but gelu's
+    ``½z(1 + erf(z/√2))`` cancels for z ≪ 0, where its rounding is u·|z|, not u·|a|."""
+    if name == "gelu":
+        return 0.5 * z.abs() * (1 + torch.erf(z.abs() * (1 / math.sqrt(2))))
+    return a.abs()
+
+
+# ---- the term rules, per layer type --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerPass:
+    """What a rule's forward leaves for its backward: the layer's input size X̃, its
+    pre-activation z (the logits of the last layer) and its size Z̃, its output a and size."""
+
+    x_size: Tensor
+    z: Tensor
+    z_size: Tensor
+    out: Tensor
+    out_size: Tensor
+
+
+@dataclass(frozen=True)
+class TermRule:
+    """How one layer type takes part in :func:`gradient_terms`.
+
+    - ``forward(layer, x, x_size, dtype) -> LayerPass``: the value and the size of the terms,
+      from the input's (``(B, n_in)``) value and size, in ``dtype``;
+    - ``activation(layer, p, m_out) -> m_z``: the terms at the output carried back to the
+      pre-activation (``m ⊙ (|f'| + |f''| Z̃)``; the identity for a layer without one);
+    - ``backward(layer, p, m_z, dtype) -> ({parameter: T}, m_in)``: the parameters' terms
+      (keys as in ``layer.named_parameters()``) and the terms at the layer's input.
+    """
+
+    forward: Callable[[nn.Module, Tensor, Tensor, torch.dtype], LayerPass]
+    activation: Callable[[nn.Module, LayerPass, Tensor], Tensor]
+    backward: Callable[[nn.Module, LayerPass, Tensor, torch.dtype],
+                       tuple[dict[str, Tensor], Tensor]]
+
+
+def _dense_forward(layer: nn.Module, x: Tensor, x_size: Tensor, dtype: torch.dtype) -> LayerPass:
+    w = layer.weight.detach().to(dtype)
+    b = None if layer.bias is None else layer.bias.detach().to(dtype)
+    z = nn.functional.linear(x, w, b)  # (B, n_out)
+    z_size = nn.functional.linear(x_size, w.abs(), None if b is None else b.abs())
+    a = get_activation(layer.activation, "autograd")(z)
+    d, _ = _derivatives(layer.activation, z)
+    return LayerPass(x_size, z, z_size, a, _activation_terms(layer.activation, z, a) + d * z_size)
+
+
+def _dense_activation(layer: nn.Module, p: LayerPass, m_out: Tensor) -> Tensor:
+    d, dd = _derivatives(layer.activation, p.z)
+    return m_out * (d + dd * p.z_size)
+
+
+def _dense_backward(layer: nn.Module, p: LayerPass, m_z: Tensor,
+                    dtype: torch.dtype) -> tuple[dict[str, Tensor], Tensor]:
+    terms = {"weight": m_z.t() @ p.x_size}  # (n_out, n_in)
+    if layer.bias is not None:
+        terms["bias"] = m_z.sum(0)  # (n_out,)
+    return terms, m_z @ layer.weight.detach().to(dtype).abs()
+
+
+DENSE = TermRule(_dense_forward, _dense_activation, _dense_backward)
+TERM_RULES: dict[type[nn.Module], TermRule] = {Layer: DENSE}  # Neuron: a Layer
+
+
+def _rule(layer: nn.Module) -> TermRule:
+    for cls in type(layer).__mro__:
+        if cls in TERM_RULES:
+            return TERM_RULES[cls]
+    raise TypeError(f"gradient_terms has no term rule for a {type(layer).__name__} layer; "
+                    f"known: {', '.join(sorted(c.__name__ for c in TERM_RULES))}")
+
+
+def _layers(model: nn.Module) -> list[nn.Module]:
+    """The chain of layers of a neuronlab ``Neuron``, ``Layer`` or ``MLP``."""
+    layers = list(model.layers) if hasattr(model, "layers") else [model]
+    for layer in layers:
+        _rule(layer)
+    return layers
+
+
+def _loss_gradient_terms(loss: str, last: LayerPass, target: Tensor) -> Tensor:
+    """The size of the terms of ∂L/∂out (mean reduction) plus the forward's error carried
+    through the loss's second derivative; shaped like the last layer's output ``(B, n_out)``."""
+    z, zs = last.z, last.z_size
+    if loss == "cross_entropy":  # (softmax(z) − onehot(y))/N;  H = (diag(p) − ppᵀ)/N
+        p = torch.softmax(z, -1)
+        onehot = nn.functional.one_hot(target.long().reshape(-1), z.shape[-1]).to(z.dtype)
+        carried = p * (zs + (p * zs).sum(-1, keepdim=True))
+        return (p + onehot + carried) / z.shape[0]
+    y = loss_targets(loss, z, target).abs()
+    if loss == "bce":  # (σ(z) − y)/N;  H = σ'(z)/N
+        s = torch.sigmoid(z)
+        return (s + y + s * (1 - s) * zs) / z.numel()
+    if loss == "mse":  # 2(ŷ − y)/N;  H = 2/N, and ŷ is off by ≲ u·Ỹ
+        return 2 * (last.out_size + y) / z.numel()
     raise ValueError(f"loss={loss!r} is not one of: {', '.join(LOSS_TERMS)}")
 
 
 @torch.no_grad()
 def gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, loss: str,
                    scale: Tensor | float = 1.0) -> dict[str, Tensor]:
-    """For each parameter, the size of the terms its gradient is summed from (see the module
-    docstring): rounding moves a correct gradient by a few u times this, at most.
+    """For each parameter, the size of the terms its gradient is summed from, and of the
+    forward's rounding carried into it (see the module docstring): rounding moves a correct
+    gradient by a few u times this, at most.
 
     Args:
-        model: a neuronlab ``Neuron``, ``Layer`` or ``MLP``.
+        model: a neuronlab ``Neuron``, ``Layer`` or ``MLP`` (any chain of layers whose type
+            has a rule in :data:`TERM_RULES`).
         inputs: ``(*, n_in)``, the batch the gradient was computed on.
-        targets: as the loss got them: class indices for ``cross_entropy`` (and ``mse`` on an
-            MLP: one-hot); float values shaped like the output for ``bce``/``mse``.
+        targets: class indices, or float values shaped like the output, as
+            :func:`loss_targets` takes them (``bce``/``mse`` on one output per class: labels
+            become one-hot rows, as the training task builds them).
         loss: ``cross_entropy``, ``bce`` (both on the logits) or ``mse`` (on the output).
         scale: a factor on the loss (GradScaler's, under ``16-mixed``).
 
@@ -118,42 +236,28 @@ def gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, loss: str,
     if loss not in LOSS_TERMS:
         raise ValueError(f"loss={loss!r} is not one of: {', '.join(LOSS_TERMS)}")
     layers = _layers(model)
-    dtype = torch.promote_types(layers[0].weight.dtype, torch.float32)
-    device = layers[0].weight.device
+    first = next(layers[0].parameters())
+    dtype, device = torch.promote_types(first.dtype, torch.float32), first.device
     with torch.autocast(device.type, enabled=False):
         h = inputs.detach().to(device=device, dtype=dtype)
         h = h.reshape(-1, h.shape[-1])  # (B, n_in), batch dims flat
         size = h.abs()
-        xs, zs = [], []  # per layer: the input's size X̃ and the pre-activation z
+        passes = []
         for layer in layers:
-            w = layer.weight.detach().to(dtype)
-            b = None if layer.bias is None else layer.bias.detach().to(dtype)
-            z = nn.functional.linear(h, w, b)  # (B, n_out)
-            z_size = nn.functional.linear(size, w.abs(), None if b is None else b.abs())
-            xs.append(size)
-            zs.append(z)
-            h = get_activation(layer.activation, "autograd")(z)
-            size = h.abs() + _derivative(layer.activation, z) * z_size
-        takes_logits = loss in ("cross_entropy", "bce")
-        out, out_size = (zs[-1], None) if takes_logits else (h, size)
-        if isinstance(model, Neuron):
-            out = out.squeeze(-1)  # a Neuron's output drops the unit axis
-            out_size = None if out_size is None else out_size.squeeze(-1)
-        m = _loss_gradient_terms(loss, out, out_size, targets.to(device)).reshape(zs[-1].shape)
-        m = m * scale
-        if not takes_logits:  # the last layer's activation is part of the output
-            m = m * _derivative(layers[-1].activation, zs[-1])
-        named = {id(p): n for n, p in model.named_parameters()}
-        terms: dict[str, Tensor] = {}
+            passes.append(_rule(layer).forward(layer, h, size, dtype))
+            h, size = passes[-1].out, passes[-1].out_size
+        m = _loss_gradient_terms(loss, passes[-1], targets.to(device)) * scale
+        if loss not in ("cross_entropy", "bce"):  # the last activation is part of the output
+            m = _rule(layers[-1]).activation(layers[-1], passes[-1], m)
+        terms: dict[int, Tensor] = {}  # by id of the parameter
         for i in range(len(layers) - 1, -1, -1):
-            layer = layers[i]
-            terms[named[id(layer.weight)]] = m.t() @ xs[i]  # (n_out, n_in)
-            if layer.bias is not None:
-                terms[named[id(layer.bias)]] = m.sum(0)  # (n_out,)
+            rule = _rule(layers[i])
+            local, m = rule.backward(layers[i], passes[i], m, dtype)
+            terms.update({id(p): local[n] for n, p in layers[i].named_parameters()
+                          if n in local})
             if i > 0:
-                m = (m @ layer.weight.detach().to(dtype).abs()) * _derivative(
-                    layers[i - 1].activation, zs[i - 1])
-    return terms
+                m = _rule(layers[i - 1]).activation(layers[i - 1], passes[i - 1], m)
+    return {n: terms[id(p)] for n, p in model.named_parameters() if id(p) in terms}
 
 
 def rounding_bounds(terms: Sequence[Tensor], u: float,

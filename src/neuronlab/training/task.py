@@ -17,6 +17,7 @@ from torch import Tensor
 from ..errors import unknown_choice
 from ..functional import LOSSES, get_loss
 from ..functional.precision import opmath_dtype
+from ..gradcheck.rounding import loss_targets
 from ..init import InitConfig, initialize_
 from ..modules import ModelConfig, Neuron, build_network
 from ..optim import OptimizerConfig, SchedulerConfig, build_optimizer, build_scheduler
@@ -93,14 +94,10 @@ class LearnTask(L.LightningModule):
         x, y = batch
         out = self.net.pre_activation(x) if self.takes_logits else self.net(x)
         loss_fn = get_loss(self.loss_name, self.net.backprop)
-        if self.loss_name == "cross_entropy":
-            target = y
-        elif out.dim() == 2 and out.shape[-1] > 1:  # mse on an MLP: one-hot targets
-            target = torch.nn.functional.one_hot(y, out.shape[-1]).to(out.dtype)
-        else:
-            out = out.reshape(y.shape)
-            target = y.to(out.dtype)
-        return out, loss_fn(out, target)
+        if self.loss_name != "cross_entropy" and not (out.dim() == 2 and out.shape[-1] > 1):
+            out = out.reshape(y.shape)  # one output: shaped like the labels
+        # one output per class (bce, mse): one-hot rows; the rule the audit's bound uses too
+        return out, loss_fn(out, loss_targets(self.loss_name, out, y))
 
     def predict_classes(self, out: Tensor) -> Tensor:
         if out.dim() == 2 and out.shape[-1] > 1:
