@@ -12,6 +12,11 @@ as a multiple of its bound: 1 would be an alarm.
     python scripts/long_runs.py --quick             # every run at 1/10 of its steps
     python scripts/long_runs.py --only moons,iris   # runs whose name contains one of these
     python scripts/long_runs.py --json runs.json    # also write the rows as JSON
+    python scripts/long_runs.py --only hard --markdown docs/bench/long_runs.md
+
+Issue 16: the ``hard:`` runs seek the cases the first runs missed — tiny batches (1, 2, 4),
+confident logits, every loss × activation, float32 / float64 / bf16-mixed, xor, moons, iris,
+digits (BCE on iris and digits: one output per class) — 2000 steps each, audited every 5.
 
 Runs in-process (``compose`` + ``train``, as the tests do), one at a time, ``torch_threads=1``,
 without progress bar, TensorBoard, checkpoints or gradient-flow statistics (the first run
@@ -32,8 +37,7 @@ from pathlib import Path
 
 QUIET = ["callbacks.progress_bar=null", "+trainer.enable_progress_bar=false", "torch_threads=1"]
 LEAN = ["~logger", "callbacks.lr_monitor=null", "callbacks.gradient_flow=null",
-        "callbacks.model_checkpoint=null", "+trainer.check_val_every_n_epoch=50",
-        "callbacks.gradient_audit.every_n_steps=10"]
+        "callbacks.model_checkpoint=null", "+trainer.check_val_every_n_epoch=50"]
 FULL_BATCH = ["data.batch_size=null", "optimizer.momentum=0.9"]  # descends to a minimum
 
 
@@ -43,6 +47,7 @@ class Run:
     overrides: list[str]
     steps: int | None = None  # None: the overrides say how long (max_epochs)
     lean: bool = True
+    every: int = 10  # audit every this many steps (lean runs)
 
     def config(self, quick: bool) -> list[str]:
         extra = [] if self.steps is None else [
@@ -50,7 +55,8 @@ class Run:
             "trainer.max_epochs=100000"]
         if quick and self.steps is None:
             extra = ["trainer.max_epochs=100"]
-        return [*QUIET, *(LEAN if self.lean else []), *self.overrides, *extra]
+        lean = [*LEAN, f"callbacks.gradient_audit.every_n_steps={self.every}"] if self.lean else []
+        return [*QUIET, *lean, *self.overrides, *extra]
 
 
 def _mlp(data: str, activation: str, loss: str, precision: str, steps: int, *extra: str) -> Run:
@@ -59,6 +65,34 @@ def _mlp(data: str, activation: str, loss: str, precision: str, steps: int, *ext
     return Run(name, [f"data={data}", "model=mlp", f"model.activation={activation}",
                       f"model.loss={loss}", f"trainer.precision={precision}", *extra], steps)
 
+
+# Issue 16: runs that seek the hard cases — tiny batches (1, 2, 4: a batch of one class, all
+# BCE targets 0), confident logits (separable data trained long), every loss × activation,
+# float32 / float64 / bf16-mixed, multi-class BCE; audited every 5 steps.
+HARD_DATA = {"xor": [], "moons": [], "iris": ["optimizer.lr=0.1"],
+             "digits": ["optimizer.lr=0.05"]}
+HARD_ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu", "softplus", "leaky_relu")
+HARD_LOSSES = ("cross_entropy", "bce", "mse")
+HARD_PRECISIONS = ("32-true", "64-true", "bf16-mixed")
+
+
+def _hard(data: str, activation: str, loss: str, precision: str, batch: int,
+          steps: int = 2000) -> Run:
+    run = _mlp(data, activation, loss, precision, steps, f"data.batch_size={batch}",
+               *HARD_DATA[data])
+    run.name, run.every = f"hard: {data} {activation} {loss} {precision} batch {batch}", 5
+    return run
+
+
+HARD_RUNS = [
+    _hard("moons", "gelu", "bce", "32-true", 4),  # the issue's command (failed at step 650)
+    _hard("xor", "gelu", "bce", "64-true", 2),  # the issue's float64 case (worst 2.0×)
+    _hard("iris", "relu", "bce", "32-true", 4),  # point 2: BCE on three classes
+    *(_hard(list(HARD_DATA)[i % 4], activation, loss, HARD_PRECISIONS[(i // 3) % 3],
+            (1, 2, 4)[i % 3])
+      for i, (activation, loss) in enumerate((a, lo) for a in HARD_ACTIVATIONS
+                                               for lo in HARD_LOSSES)),
+]
 
 RUNS = [
     Run("moons mlp (neuronlab-train data=moons model=mlp trainer.max_epochs=1000)",
@@ -90,6 +124,7 @@ RUNS = [
     Run("cats neuron sigmoid bce 32-true", ["data=cats", "model=neuron"], 10000),
     Run("cats neuron sigmoid mse 64-true", ["data=cats", "model=neuron", "model.loss=mse",
                                             "trainer.precision=64-true"], 6000),
+    *HARD_RUNS,
 ]
 
 
@@ -146,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated parts of run names")
     parser.add_argument("--root", type=Path, default=None, help="run folders (default: temp)")
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="write the table here (docs/bench/long_runs.md)")
     args = parser.parse_args(argv)
     wanted = [w for w in args.only.split(",") if w]
     runs = [r for r in RUNS if not wanted or any(w in r.name for w in wanted)]
@@ -163,13 +200,23 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
         if row.status == "interrupted":  # Ctrl-C or SIGTERM: stop here, not just this run
             break
-    print()
-    print(table(rows))
     bad = [r for r in rows if r.status != "ok"]
-    print(f"\n{len(rows)} runs, {sum(r.steps for r in rows)} steps, "
-          f"{sum(r.audits for r in rows)} audits; largest error / bound "
-          f"{max((r.worst for r in rows), default=0):.2g}; {len(bad)} not ok")
+    summary = (f"{len(rows)} runs, {sum(r.steps for r in rows)} steps, "
+               f"{sum(r.audits for r in rows)} audits; largest error / bound "
+               f"{max((r.worst for r in rows), default=0):.2g}; {len(bad)} not ok")
+    print(f"\n{table(rows)}\n\n{summary}")
+    if args.markdown:
+        command = "python scripts/long_runs.py " + " ".join(argv or sys.argv[1:])
+        args.markdown.write_text(f"# Long audited runs\n\n`{command.strip()}`, torch "
+                                 f"{_torch_version()}, one thread.\n\n{table(rows)}\n\n"
+                                 f"{summary}\n")
     return 1 if bad else 0
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
 
 
 if __name__ == "__main__":
