@@ -78,8 +78,9 @@ HARD_PRECISIONS = ("32-true", "64-true", "bf16-mixed")
 
 def _hard(data: str, activation: str, loss: str, precision: str, batch: int,
           steps: int = 2000) -> Run:
+    lr = ["optimizer.lr=0.1"] if loss == "mse" and not HARD_DATA[data] else []  # 0.5 diverged
     run = _mlp(data, activation, loss, precision, steps, f"data.batch_size={batch}",
-               *HARD_DATA[data])
+               *HARD_DATA[data], *lr)
     run.name, run.every = f"hard: {data} {activation} {loss} {precision} batch {batch}", 5
     return run
 

@@ -40,7 +40,7 @@ terms is n·u·T, but rounding errors add up like a random walk and the two path
 their roundings; what is left is a few ulps (exp, erf, fused vs unfused ops, summation order).
 The floor (2⁻¹⁰ of the model's largest term) keeps a tensor whose terms are tiny next to the
 model's (dead or saturated units, underflow) from being judged at a scale no rounding has.
-What the long runs measured is in ``scripts/long_runs.py`` and ``docs/bench/long_runs.md``.
+Measured: ``scripts/long_runs.py``, ``docs/bench/long_runs.md``.
 
 A wrong backward is off by the size of the gradient itself (a sign, a factor, a region): it is
 caught whenever the gradient is more than ~c·u of its terms — in float32 ~1e-6, which every
@@ -97,23 +97,27 @@ def loss_targets(loss: str, out: Tensor, targets: Tensor) -> Tensor:
 # ---- the activations: |f'|, |f''| and the activation's own terms ----------------------------
 
 
+PIECEWISE_LINEAR = ("identity", "relu", "leaky_relu")  # f'' = 0 (almost everywhere)
+
+
 def _derivatives(name: str, z: Tensor) -> tuple[Tensor, Tensor]:
     """``(|f'(z)|, |f''(z)|)`` of the activation ``name``, by autograd through its plain-torch
-    twin (f'' is 0 where f' is piecewise constant)."""
+    twin."""
     z = z.detach().requires_grad_()
+    curved = name not in PIECEWISE_LINEAR
     with torch.enable_grad():
         a = get_activation(name, "autograd")(z)
-        (d,) = torch.autograd.grad(a, z, torch.ones_like(a), create_graph=True)
+        (d,) = torch.autograd.grad(a, z, torch.ones_like(a), create_graph=curved)
         dd = torch.zeros_like(z)
-        if d.requires_grad:
+        if curved and d.requires_grad:
             (dd,) = torch.autograd.grad(d, z, torch.ones_like(d), allow_unused=True,
                                         materialize_grads=True)
     return d.detach().abs(), dd.detach().abs()
 
 
 def _activation_terms(name: str, z: Tensor, a: Tensor) -> Tensor:
-    """The size of the terms an activation's value is computed from: ``|a|``, but gelu's
-    ``½z(1 + erf(z/√2))`` cancels for z ≪ 0, where its rounding is u·|z|, not u·|a|."""
+    """The size of the terms of an activation's value: ``|a|``; gelu's ``½z(1 + erf(z/√2))``
+    cancels for z ≪ 0, where its rounding is u·|z|, not u·|a|."""
     if name == "gelu":
         return 0.5 * z.abs() * (1 + torch.erf(z.abs() * (1 / math.sqrt(2))))
     return a.abs()
@@ -124,14 +128,19 @@ def _activation_terms(name: str, z: Tensor, a: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class LayerPass:
-    """What a rule's forward leaves for its backward: the layer's input size X̃, its
-    pre-activation z (the logits of the last layer) and its size Z̃, its output a and size."""
+    """What a rule's forward leaves for its backward: input size X̃, pre-activation z (the
+    last layer's: the logits) and size Z̃, output a and size."""
 
     x_size: Tensor
     z: Tensor
     z_size: Tensor
     out: Tensor
     out_size: Tensor
+    carry: Tensor | None = None  # dense: |f'(z)| + |f''(z)| Z̃, what m is multiplied by
+
+    def back_to_z(self, m: Tensor) -> Tensor:
+        """The terms at the output, carried back to the pre-activation."""
+        return m if self.carry is None else m * self.carry
 
 
 @dataclass(frozen=True)
@@ -139,15 +148,13 @@ class TermRule:
     """How one layer type takes part in :func:`gradient_terms`.
 
     - ``forward(layer, x, x_size, dtype) -> LayerPass``: the value and the size of the terms,
-      from the input's (``(B, n_in)``) value and size, in ``dtype``;
-    - ``activation(layer, p, m_out) -> m_z``: the terms at the output carried back to the
-      pre-activation (``m ⊙ (|f'| + |f''| Z̃)``; the identity for a layer without one);
+      from the input's (``(B, n_in)``) value and size, in ``dtype``; its ``carry`` takes the
+      terms at the output back to the pre-activation (``m ⊙ carry``; None: m itself);
     - ``backward(layer, p, m_z, dtype) -> ({parameter: T}, m_in)``: the parameters' terms
       (keys as in ``layer.named_parameters()``) and the terms at the layer's input.
     """
 
     forward: Callable[[nn.Module, Tensor, Tensor, torch.dtype], LayerPass]
-    activation: Callable[[nn.Module, LayerPass, Tensor], Tensor]
     backward: Callable[[nn.Module, LayerPass, Tensor, torch.dtype],
                        tuple[dict[str, Tensor], Tensor]]
 
@@ -158,13 +165,9 @@ def _dense_forward(layer: nn.Module, x: Tensor, x_size: Tensor, dtype: torch.dty
     z = nn.functional.linear(x, w, b)  # (B, n_out)
     z_size = nn.functional.linear(x_size, w.abs(), None if b is None else b.abs())
     a = get_activation(layer.activation, "autograd")(z)
-    d, _ = _derivatives(layer.activation, z)
-    return LayerPass(x_size, z, z_size, a, _activation_terms(layer.activation, z, a) + d * z_size)
-
-
-def _dense_activation(layer: nn.Module, p: LayerPass, m_out: Tensor) -> Tensor:
-    d, dd = _derivatives(layer.activation, p.z)
-    return m_out * (d + dd * p.z_size)
+    d, dd = _derivatives(layer.activation, z)
+    return LayerPass(x_size, z, z_size, a, _activation_terms(layer.activation, z, a) + d * z_size,
+                     d + dd * z_size)
 
 
 def _dense_backward(layer: nn.Module, p: LayerPass, m_z: Tensor,
@@ -175,11 +178,12 @@ def _dense_backward(layer: nn.Module, p: LayerPass, m_z: Tensor,
     return terms, m_z @ layer.weight.detach().to(dtype).abs()
 
 
-DENSE = TermRule(_dense_forward, _dense_activation, _dense_backward)
+DENSE = TermRule(_dense_forward, _dense_backward)
 TERM_RULES: dict[type[nn.Module], TermRule] = {Layer: DENSE}  # Neuron: a Layer
 
 
 def _rule(layer: nn.Module) -> TermRule:
+    """The rule of ``layer``'s type or of the nearest base class that has one."""
     for cls in type(layer).__mro__:
         if cls in TERM_RULES:
             return TERM_RULES[cls]
@@ -188,11 +192,9 @@ def _rule(layer: nn.Module) -> TermRule:
 
 
 def _layers(model: nn.Module) -> list[nn.Module]:
-    """The chain of layers of a neuronlab ``Neuron``, ``Layer`` or ``MLP``."""
+    """The chain of layers of a neuronlab ``Neuron``, ``Layer`` or ``MLP`` (each has a rule)."""
     layers = list(model.layers) if hasattr(model, "layers") else [model]
-    for layer in layers:
-        _rule(layer)
-    return layers
+    return [layer for layer in layers if _rule(layer)]
 
 
 def _loss_gradient_terms(loss: str, last: LayerPass, target: Tensor) -> Tensor:
@@ -216,13 +218,13 @@ def _loss_gradient_terms(loss: str, last: LayerPass, target: Tensor) -> Tensor:
 @torch.no_grad()
 def gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, loss: str,
                    scale: Tensor | float = 1.0) -> dict[str, Tensor]:
-    """For each parameter, the size of the terms its gradient is summed from, and of the
-    forward's rounding carried into it (see the module docstring): rounding moves a correct
-    gradient by a few u times this, at most.
+    """For each parameter, the size of the terms its gradient is summed from and of the
+    forward's rounding carried into it (module docstring): rounding moves a correct gradient
+    by a few u times this, at most.
 
     Args:
-        model: a neuronlab ``Neuron``, ``Layer`` or ``MLP`` (any chain of layers whose type
-            has a rule in :data:`TERM_RULES`).
+        model: a neuronlab ``Neuron``, ``Layer`` or ``MLP`` (a chain of layers whose types
+            have a rule in :data:`TERM_RULES`).
         inputs: ``(*, n_in)``, the batch the gradient was computed on.
         targets: class indices, or float values shaped like the output, as
             :func:`loss_targets` takes them (``bce``/``mse`` on one output per class: labels
@@ -248,7 +250,7 @@ def gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, loss: str,
             h, size = passes[-1].out, passes[-1].out_size
         m = _loss_gradient_terms(loss, passes[-1], targets.to(device)) * scale
         if loss not in ("cross_entropy", "bce"):  # the last activation is part of the output
-            m = _rule(layers[-1]).activation(layers[-1], passes[-1], m)
+            m = passes[-1].back_to_z(m)
         terms: dict[int, Tensor] = {}  # by id of the parameter
         for i in range(len(layers) - 1, -1, -1):
             rule = _rule(layers[i])
@@ -256,7 +258,7 @@ def gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, loss: str,
             terms.update({id(p): local[n] for n, p in layers[i].named_parameters()
                           if n in local})
             if i > 0:
-                m = _rule(layers[i - 1]).activation(layers[i - 1], passes[i - 1], m)
+                m = passes[i - 1].back_to_z(m)
     return {n: terms[id(p)] for n, p in model.named_parameters() if id(p) in terms}
 
 
