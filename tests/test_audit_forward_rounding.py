@@ -220,3 +220,27 @@ def test_xor_gelu_bce_float64_batch_2_audited_every_step(tmp_path):
     assert record["status"] == "ok", record["message"]
     audit = next(c for c in record["trainer"].callbacks if isinstance(c, GradientAudit))
     assert audit.audits == 1200 and audit.worst_seen <= 1
+
+
+@pytest.mark.slow
+def test_long_runs_script_hard_runs_quick(tmp_path):
+    """``scripts/long_runs.py --quick --only hard: …``: the issue's two runs and BCE on iris."""
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "scripts" / "long_runs.py"
+    spec = importlib.util.spec_from_file_location("long_runs", path)
+    long_runs = importlib.util.module_from_spec(spec)
+    sys.modules["long_runs"] = long_runs  # dataclasses look their module up there
+    spec.loader.exec_module(long_runs)
+    assert len(long_runs.HARD_RUNS) >= 21
+    only = "hard: moons gelu bce,hard: xor gelu bce,hard: iris relu bce"
+    assert long_runs.main(["--quick", "--only", only, "--root", str(tmp_path),
+                           "--json", str(tmp_path / "rows.json"),
+                           "--markdown", str(tmp_path / "runs.md")]) == 0
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert len(rows) == 3 and all(r["status"] == "ok" and r["worst"] <= 1 for r in rows)
+    assert all(r["audits"] == 40 for r in rows)  # 200 steps, every 5
+    assert "| hard: iris relu bce 32-true batch 4 | ok |" in (tmp_path / "runs.md").read_text()
