@@ -53,9 +53,10 @@ class GradientAudit(L.Callback):
     The rule (:mod:`neuronlab.gradcheck.rounding`): the largest difference in a tensor must
     stay within its rounding bound ``c·u·T`` — u the compute dtype's unit roundoff (bfloat16's
     under ``bf16-mixed``, float16's under ``16-mixed``), T the size of the terms the gradient
-    is summed from (so a gradient that shrinks by cancellation near a minimum does not shrink
-    its bound) and c = 16. Logged as ``grad_audit/<name>``: the difference *as a multiple of
-    its bound* (≤ 0.07 for correct code in long runs; 1 is the alarm line), and
+    is summed from and of the forward's rounding carried into it (so a gradient that shrinks
+    by cancellation near a minimum, or a confident logit summed from large terms, does not
+    shrink its bound) and c = 16. Logged as ``grad_audit/<name>``: the difference *as a
+    multiple of its bound* (≤ 0.07 for correct code in long runs; 1 is the alarm line), and
     ``grad_audit/worst``, the largest. Above ``tolerance`` (default 1) the run stops with
     :class:`GradientMismatch`.
 
