@@ -119,6 +119,10 @@ def main() -> None:
         _fail(problem)
     import hydra
 
+    from ..training.run_folder import register_resolvers
+
+    register_resolvers()  # conf/hydra/default.yaml: no writes into a finished run's folder
+
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
     def _main(cfg: DictConfig) -> float | None:
         from ..config import ConfigError

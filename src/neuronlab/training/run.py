@@ -29,6 +29,7 @@ from .divergence import Diverged
 from .interrupt import INTERRUPTED_CKPT, Interrupted, InterruptSaver
 from .records import FINISHED, hparams_of, log_hparams, mark_resume, read_metrics, write_metrics
 from .resume import check_resumable, resolve_checkpoint, resume_hint, test_checkpoint
+from .run_folder import check_same_config
 from .settings import RunConfig, validate_config
 from .task import LearnTask
 from .throughput import TrainThroughput
@@ -126,7 +127,8 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
     """Run one training job; returns what ``metrics.json`` holds.
 
     A run folder that already holds a finished run (status ok or diverged) is not run again
-    unless ``ckpt_path`` is given: its stored metrics are returned (so a re-run sweep skips it).
+    unless ``ckpt_path`` is given: with the same config its stored metrics are returned (so a
+    re-run sweep skips it); another config raises :class:`ConfigError` (its files stay true).
     ``dataset``: a :class:`neuronlab.data.Dataset` to train on instead of ``data.name``.
     Ctrl-C saves ``checkpoints/interrupted.ckpt`` and ends with status ``interrupted``.
     """
@@ -134,6 +136,7 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
     run_dir = Path(cfg["paths"]["output_dir"])
     prior = read_metrics(run_dir)
     if prior and prior.get("status") in FINISHED and not cfg.get("ckpt_path"):
+        check_same_config(run_dir, prior, cfg)  # another config here: refused, one line
         prior["skipped"] = True
         return prior
     settings = validate_config(cfg)
