@@ -81,6 +81,22 @@ def config_dirs(argv: list[str]) -> tuple[list[str], list[Path], str | None]:
     return rest, dirs, problem
 
 
+def output_dir_problem(argv: list[str]) -> str | None:
+    """``hydra.run.dir``/``hydra.sweep.dir`` under a file (``notes.txt/run``): one line."""
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if key.lstrip("+") not in ("hydra.run.dir", "hydra.sweep.dir") or not eq or "${" in value:
+            continue
+        path = Path(value.strip("'\"")).expanduser().absolute()
+        for folder in (path, *path.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    return (f"{key}={value}: {folder} is a file, not a folder; give a folder "
+                            "path for the run's files")
+                break
+    return None
+
+
 def _with_search_path(overrides: list[str]) -> list[str]:
     """``overrides`` plus a ``hydra.searchpath`` naming every extra folder (compose's view)."""
     if not _EXTRA_DIRS:
@@ -104,6 +120,7 @@ def preflight(argv: list[str]) -> str | None:
     the training code, so a typo is reported in about a second. ``--config-dir`` and
     ``hydra.searchpath`` folders are searched as Hydra searches them."""
     argv, _EXTRA_DIRS[:], problem = config_dirs(argv)
+    problem = problem or output_dir_problem(argv)
     if problem:
         return problem
     groups = _groups()
