@@ -70,3 +70,28 @@ def test_ckpt_path_last_trains_on_in_a_finished_folder(tmp_path):
                      "ckpt_path=last", f"hydra.run.dir={run}")
     assert more.returncode == 0, more.stderr[-2000:]
     assert "max_epochs: 2" in (run / ".hydra" / "config.yaml").read_text()
+
+
+def test_the_resolvers_are_registered_on_import_for_launcher_workers():
+    """A launcher's worker process (joblib, submitit) unpickles the task function, importing
+    neuronlab.cli.train, and resolves conf/hydra/default.yaml there: no main() ran in it."""
+    code = ("from omegaconf import OmegaConf; import neuronlab.cli.train; "
+            "print(OmegaConf.has_resolver('neuronlab.config_subdir'), "
+            "OmegaConf.has_resolver('neuronlab.log_file'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert out.split() == ["True", "True"]
+
+
+def test_the_resolvers_keep_a_finished_folder_only(tmp_path):
+    from neuronlab.training.records import write_metrics
+    from neuronlab.training.run_folder import config_subdir, log_file
+
+    assert config_subdir(str(tmp_path), None) == ".hydra"
+    assert log_file(str(tmp_path), "train", None) == f"{tmp_path}/train.log"
+    for status, kept in (("interrupted", False), ("failed", False), ("ok", True),
+                         ("diverged", True)):
+        write_metrics(tmp_path, {"status": status})
+        assert (config_subdir(str(tmp_path), None) is None) is kept, status
+        assert (log_file(str(tmp_path), "train", None) == os.devnull) is kept, status
+        assert config_subdir(str(tmp_path), "last") == ".hydra"  # training on: rewritten

@@ -11,6 +11,11 @@ from omegaconf import DictConfig
 
 from ..config.preflight import preflight
 from ..paths import ConfigDirError, config_dir
+from ..training.run_folder import register_resolvers
+
+# conf/hydra/default.yaml names the .hydra/ folder and the log through these resolvers (no
+# writes into a finished run's folder); at import, so a launcher's worker process has them too
+register_resolvers()
 
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C (128 + SIGINT)
@@ -133,10 +138,6 @@ def main() -> None:
     if problem:
         _fail(problem)
     import hydra
-
-    from ..training.run_folder import register_resolvers
-
-    register_resolvers()  # conf/hydra/default.yaml: no writes into a finished run's folder
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
     def _main(cfg: DictConfig) -> float | None:
