@@ -64,11 +64,13 @@ class ChanceWatch(L.Callback):
         tensors = getattr(dm, "train_tensors", None)
         if tensors is None or len(tensors[1]) == 0:
             return
-        x, y = tensors
-        with torch.no_grad():
-            out, _ = pl_module.output_and_loss((x[:2].to(pl_module.device),
-                                                 y[:2].to(pl_module.device)))
-        n_out = out.shape[-1] if out.dim() == 2 else 1
+        y = tensors[1]
+        # the network's outputs per example, read off its last layer (no forward: it would
+        # run before Lightning's precision plugin casts the inputs)
+        sized = [m for m in pl_module.net.modules() if hasattr(m, "n_out")]
+        if not sized:
+            return
+        n_out = int(sized[-1].n_out)
         self.chance = chance_loss(pl_module.loss_name, y, n_out)
         self.chance_acc = float(torch.bincount(y.reshape(-1).long().cpu()).max()) / len(y)
         has_val = len(getattr(dm, "val_tensors", ((),))[0]) > 0 and trainer.limit_val_batches
