@@ -54,6 +54,7 @@ def test_a_missing_config_dir_is_one_clear_line(args, tmp_path, monkeypatch):
     assert "nope" in problem and ("no such folder" in problem or "not a folder" in problem)
 
 
+@pytest.mark.slow
 def test_neuronlab_train_runs_with_an_added_config_dir(myconf, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     proc = subprocess.run(

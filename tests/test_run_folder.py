@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 FAST = ["trainer.max_epochs=1", "callbacks.progress_bar=null"]
 
 
@@ -49,6 +51,7 @@ def test_the_same_config_again_is_skipped_and_touches_nothing(tmp_path):
     assert snapshot(run) == before
 
 
+@pytest.mark.slow
 def test_a_rerun_sweep_skips_its_finished_runs_and_touches_nothing(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", *FAST, "optimizer.lr=0.1,0.5", f"hydra.sweep.dir={sweep}"]
@@ -63,6 +66,7 @@ def test_a_rerun_sweep_skips_its_finished_runs_and_touches_nothing(tmp_path):
     assert {p.name: snapshot(p) for p in runs} == before
 
 
+@pytest.mark.slow
 def test_ckpt_path_last_trains_on_in_a_finished_folder(tmp_path):
     run = tmp_path / "run"
     assert train_cli(tmp_path, *FAST, f"hydra.run.dir={run}").returncode == 0

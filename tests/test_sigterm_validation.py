@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from neuronlab.config import compose
@@ -30,6 +31,7 @@ def _points(run_dir: Path, tag: str) -> list[int]:
     return steps
 
 
+@pytest.mark.slow
 def test_sigterm_during_validation_keeps_that_epochs_val_point(tmp_path):
     run_dir = tmp_path / "run"
     env = {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"},
