@@ -1,6 +1,6 @@
-"""``neuronlab-lr-find [overrides...]``: the learning-rate range test on the task the Hydra
-overrides describe, with a suggestion read from the raw loss (see
-``neuronlab.experiments.lr_range`` for why not Lightning's own).
+"""neuronlab-lr-find [overrides...]: the learning-rate range test on the task the Hydra
+overrides describe, with a suggestion read from the raw loss (the module
+neuronlab.experiments.lr_range says why not Lightning's own).
 
     neuronlab-lr-find experiment=lr_sweep
     neuronlab-lr-find experiment=lr_sweep --sweep multirun/lr_sweep   # + the sweep's band
@@ -32,10 +32,13 @@ def _fail(message: str) -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="neuronlab-lr-find", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="neuronlab-lr-find", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for neuronlab-train")
-    parser.add_argument("--min-lr", type=float, default=1e-5)
-    parser.add_argument("--max-lr", type=float, default=10.0)
+    parser.add_argument("--min-lr", type=float, default=1e-5,
+                        help="the first rate tried (default 1e-5)")
+    parser.add_argument("--max-lr", type=float, default=10.0,
+                        help="the last rate tried (default 10); rates grow exponentially")
     parser.add_argument("--steps", type=int, default=200, help="steps (one rate each)")
     parser.add_argument("--out", default="outputs/lr_find", help="folder for the picture")
     parser.add_argument("--sweep", default=None, help="a learning-rate sweep folder: its "

@@ -11,6 +11,11 @@ from omegaconf import DictConfig
 
 from ..config.preflight import preflight
 from ..paths import ConfigDirError, config_dir
+from ..training.run_folder import register_resolvers
+
+# conf/hydra/default.yaml names the .hydra/ folder and the log through these resolvers (no
+# writes into a finished run's folder); at import, so a launcher's worker process has them too
+register_resolvers()
 
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C (128 + SIGINT)
@@ -41,6 +46,16 @@ def _rate(record: dict) -> str:
     return out
 
 
+def _print_last_epoch(console, record: dict) -> None:
+    """The last epoch's test numbers, when the tested best checkpoint is of another epoch."""
+    last = record.get("last_epoch_test")
+    if not last or "test/acc" not in last:
+        return
+    console.print(f"last epoch ({last['epoch']}): test accuracy {last['test/acc']:.4f}   "
+                  f"test loss: {last['test/loss']:.4f}   (test_ckpt=last tests these weights)",
+                  soft_wrap=True)
+
+
 def report(record: dict) -> None:
     """The summary a finished (or stopped) run prints."""
     from rich.console import Console
@@ -63,6 +78,11 @@ def report(record: dict) -> None:
             console.print(f"resumed from {record['resumed_from']}", soft_wrap=True)
         if record.get("tested_on"):
             console.print(f"tested on {record['tested_on']}", soft_wrap=True)
+        _print_last_epoch(console, record)
+    if record.get("collapse"):
+        from ..training.collapse import collapse_warning
+
+        print(f"warning: {collapse_warning(record['collapse'])}")
     weights = record.get("feature_weights")
     if weights:
         from ..explain import read_weights

@@ -5,18 +5,105 @@ from __future__ import annotations
 
 import difflib
 import os
+from pathlib import Path
 
 from ..errors import ConfigError, unknown_choice
 from ..paths import config_dir
 
+# folders Hydra also searches: --config-dir and hydra.searchpath (set by ``preflight``)
+_EXTRA_DIRS: list[Path] = []
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
+
+
+def _search_dirs() -> list[Path]:
+    return [config_dir(), *_EXTRA_DIRS]
+
 
 def _group_options(group: str) -> list[str]:
-    folder = config_dir() / group
-    return sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
+    return sorted({p.stem for d in _search_dirs() for p in (d / group).glob("*.yaml")
+                   if not p.stem.startswith("_")})
 
 
 def _groups() -> set[str]:
-    return {p.name for p in config_dir().iterdir() if p.is_dir()} - {"hydra"}
+    return {p.name for d in _search_dirs() if d.is_dir() for p in d.iterdir()
+            if p.is_dir()} - {"hydra"}
+
+
+def _searchpath_dirs(value: str) -> list[str]:
+    """The entries of a ``hydra.searchpath=[file://a,pkg://b]`` override."""
+    return [e.strip().strip("'\"") for e in value.strip().strip("[]").split(",") if e.strip()]
+
+
+def _pkg_dir(name: str) -> Path | None:
+    import importlib.util
+
+    module, _, sub = name.replace("/", ".").partition(".")
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    return Path(roots[0], *sub.split(".")) if roots and sub else (Path(roots[0]) if roots
+                                                                   else None)
+
+
+def config_dirs(argv: list[str]) -> tuple[list[str], list[Path], str | None]:
+    """What Hydra adds to its config search path: ``argv`` without ``--config-dir``/``-cd``
+    and its value (the searchpath entry stands for it), the extra folders (``--config-dir``,
+    then ``hydra.searchpath``'s ``file://`` and ``pkg://`` entries), and the first one that is
+    not a folder, as one line (or ``None``)."""
+    rest, dirs, problem = [], [], None
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        flag, eq, value = arg.partition("=")
+        if flag in CONFIG_DIR_FLAGS:
+            if not eq:
+                value = argv[i + 1] if i + 1 < len(argv) else ""
+                i += 1
+            folder = Path(value).expanduser().absolute()
+            if not folder.is_dir() and problem is None:
+                problem = (f"{flag} {value}: no such folder ({folder}); give a folder that "
+                           "holds config groups, e.g. myconf/optimizer/good.yaml")
+            dirs.append(folder)
+        else:
+            rest.append(arg)
+            if flag.lstrip("+") == "hydra.searchpath" and eq:
+                for entry in _searchpath_dirs(value):
+                    scheme, _, where = entry.partition("://")
+                    folder = (Path(where).expanduser().absolute() if scheme == "file"
+                              else _pkg_dir(where) if scheme == "pkg" else None)
+                    if scheme == "file" and not folder.is_dir() and problem is None:
+                        problem = (f"hydra.searchpath: {entry} is not a folder ({folder})")
+                    if folder is not None:
+                        dirs.append(folder)
+        i += 1
+    return rest, dirs, problem
+
+
+def output_dir_problem(argv: list[str]) -> str | None:
+    """``hydra.run.dir``/``hydra.sweep.dir`` under a file (``notes.txt/run``): one line."""
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if key.lstrip("+") not in ("hydra.run.dir", "hydra.sweep.dir") or not eq or "${" in value:
+            continue
+        path = Path(value.strip("'\"")).expanduser().absolute()
+        for folder in (path, *path.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    return (f"{key}={value}: {folder} is a file, not a folder; give a folder "
+                            "path for the run's files")
+                break
+    return None
+
+
+def _with_search_path(overrides: list[str]) -> list[str]:
+    """``overrides`` plus a ``hydra.searchpath`` naming every extra folder (compose's view)."""
+    if not _EXTRA_DIRS:
+        return overrides
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+") != "hydra.searchpath"]
+    entries = ",".join(f"'file://{d}'" for d in _EXTRA_DIRS)
+    return [*kept, f"hydra.searchpath=[{entries}]"]
 
 
 def _top_level_keys() -> list[str]:
@@ -30,7 +117,12 @@ def preflight(argv: list[str]) -> str | None:
     """What is wrong with a command line's overrides, as one line, or ``None``: each
     ``group=option`` name, then Hydra's composition (an unknown key, a syntax error), then
     every value (:func:`~neuronlab.config.validate_config`). Imports neither Lightning nor
-    the training code, so a typo is reported in about a second."""
+    the training code, so a typo is reported in about a second. ``--config-dir`` and
+    ``hydra.searchpath`` folders are searched as Hydra searches them."""
+    argv, _EXTRA_DIRS[:], problem = config_dirs(argv)
+    problem = problem or output_dir_problem(argv)
+    if problem:
+        return problem
     groups = _groups()
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
@@ -80,7 +172,7 @@ def compose_problem(argv: list[str]) -> str | None:
         from .compose import compose
 
         try:
-            validate_config(compose(single))
+            validate_config(compose(_with_search_path(single)))
         except ConfigError as e:
             return str(e)
         if flags:
@@ -112,7 +204,7 @@ def _sweep_problem(overrides: list, single: list[str]) -> str | None:
                 return None
             variant = [*single[:i], f"{o.get_key_element()}={value}", *single[i + 1:]]
             try:
-                validate_config(compose(variant))
+                validate_config(compose(_with_search_path(variant)))
             except ConfigError as e:
                 return f"{e} (in the sweep {o.input_line}; no job was run)"
     return None
@@ -142,7 +234,7 @@ def _explain_hydra_error(text: str, args: list[str]) -> str:
         from .compose import compose
 
         groups_only = [a for a in args if "." not in a.split("=", 1)[0]]
-        node = OmegaConf.select(compose(groups_only), parent) if parent else None
+        node = OmegaConf.select(compose(_with_search_path(groups_only)), parent) if parent else None
         if node is not None and OmegaConf.is_dict(node):
             keys = sorted(str(k) for k in node.keys())
             close = difflib.get_close_matches(leaf, keys, n=1)

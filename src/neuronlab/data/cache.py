@@ -4,7 +4,8 @@ Each entry is one `.npz` file named by a hash of the parameters that made it, un
 `cache_dir()`: `$NEURONLAB_CACHE_DIR`, else `$XDG_CACHE_HOME/neuronlab`, else
 `~/.cache/neuronlab`. The file is written to a temporary name and renamed into place, so a
 crash or a second process never leaves a half-written entry; the parameters are stored inside
-it too, and an entry that cannot be read or holds other parameters is made again.
+it too, and an entry that cannot be read (truncated, empty, garbage), holds other parameters or
+other arrays than the caller's `check` expects is made again, with one line saying so.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,7 +42,10 @@ def cache_path(name: str, params: Mapping[str, Any]) -> Path:
 
 
 def cached_arrays(
-    name: str, params: Mapping[str, Any], make: Callable[[], dict[str, np.ndarray]]
+    name: str,
+    params: Mapping[str, Any],
+    make: Callable[[], dict[str, np.ndarray]],
+    check: Callable[[dict[str, np.ndarray]], str | None] | None = None,
 ) -> dict[str, np.ndarray]:
     """The arrays that `make()` returns for `params`, from the cache when they are there.
 
@@ -50,9 +56,20 @@ def cached_arrays(
         name: the kind of entry, the start of the file name (`mnist1d`).
         params: everything that determines the arrays (JSON-able); part of the file name.
         make: builds the arrays, e.g. `{"x": (N, F) float32, "y": (N,) int64}`.
+        check: what is wrong with arrays read back (names, shapes, dtypes, values), as a few
+            words, or `None`; an entry it objects to is made again.
+
+    An entry that is truncated, empty, not an `.npz`, made with other parameters, or that
+    `check` objects to is made again, with one line on stderr saying so.
     """
     path = cache_path(name, params)
-    arrays = _read(path, params)
+    arrays, problem = _read(path, params)
+    if arrays is not None and check is not None:
+        problem = check(arrays)
+        arrays = None if problem else arrays
+    if problem:
+        print(f"{name}: the cached entry {path} is {problem}; making it again", file=sys.stderr,
+              flush=True)
     if arrays is None:
         arrays = make()
         try:
@@ -70,17 +87,28 @@ def _params_json(params: Mapping[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"))
 
 
-def _read(path: Path, params: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
-    """The arrays stored at `path` for `params`, or `None` (missing, unreadable, other params)."""
+def _read(path: Path, params: Mapping[str, Any]) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """The arrays stored at `path` for `params`, and `None`; or `None` and what is wrong with
+    the entry (`None` too when there is no entry)."""
     if not path.is_file():
-        return None
+        return None, None
+    if path.stat().st_size == 0:
+        return None, "empty (0 bytes)"
     try:
-        with np.load(path, allow_pickle=False) as stored:
+        stored = np.load(path, allow_pickle=False)
+        if not isinstance(stored, np.lib.npyio.NpzFile):
+            return None, "not an .npz archive"
+        with stored:
+            if PARAMS_KEY not in stored.files:
+                return None, "not one of neuronlab's entries (no parameters stored)"
             if str(stored[PARAMS_KEY]) != _params_json(params):
-                return None
-            return {key: stored[key] for key in stored.files if key != PARAMS_KEY}
-    except (OSError, ValueError, KeyError, EOFError):  # truncated, not a zip, no params
-        return None
+                return None, "made with other parameters"
+            arrays = {key: stored[key] for key in stored.files if key != PARAMS_KEY}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        return None, f"unreadable ({type(e).__name__}: {' '.join(str(e).split())[:80]})"
+    if not arrays:
+        return None, "holding no arrays"
+    return arrays, None
 
 
 def _write_atomic(path: Path, arrays: Mapping[str, np.ndarray], params: Mapping[str, Any]):

@@ -33,7 +33,8 @@ from neuronlab.data.container import Dataset
 N_CLASSES = 10
 MIN_SAMPLES = N_CLASSES  # one signal per digit
 DEFAULT_SAMPLES = 5000  # the package's and the paper's: 4,000 train + 1,000 test
-PROGRESS_FROM = 100_000  # sets this large (>= ~15 s to make) report progress on stderr
+PROGRESS_FROM = 500  # sets this large (>= ~1.5 s to make; 5,000 take ~15 s) report progress
+SIGNAL_LENGTH = 40  # the package's final_seq_length: each signal read at 40 points
 CACHE_FORMAT = 1  # bump when what is stored changes
 
 
@@ -65,7 +66,7 @@ def make_mnist1d(n_samples: int = DEFAULT_SAMPLES, noise: float = 1.0, seed: int
         x, y = generate_mnist1d(n_samples, noise, seed, progress=_stderr_progress(n_samples))
         return {"x": x.astype(np.float32), "y": y.astype(np.int64)}
 
-    arrays = cached_arrays("mnist1d", params, make)
+    arrays = cached_arrays("mnist1d", params, make, check=lambda a: _check_arrays(a, n_samples))
     return Dataset(
         name="mnist1d",
         x=torch.from_numpy(arrays["x"]),
@@ -74,6 +75,20 @@ def make_mnist1d(n_samples: int = DEFAULT_SAMPLES, noise: float = 1.0, seed: int
         class_names=[str(digit) for digit in range(N_CLASSES)],
         n_classes=N_CLASSES,
     )
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], n_samples: int) -> str | None:
+    """What is wrong with arrays read back from the cache for `n_samples` signals, or `None`."""
+    x, y = arrays.get("x"), arrays.get("y")
+    if x is None or y is None:
+        return f"holding the arrays {sorted(arrays)}, not x and y"
+    if x.dtype != np.float32 or x.shape != (n_samples, SIGNAL_LENGTH):
+        return f"holding x {x.dtype} {x.shape}, not float32 ({n_samples}, {SIGNAL_LENGTH})"
+    if y.dtype != np.int64 or y.shape != (n_samples,):
+        return f"holding y {y.dtype} {y.shape}, not int64 ({n_samples},)"
+    if not np.isfinite(x).all() or y.min() < 0 or y.max() >= N_CLASSES:
+        return "holding non-finite signals or labels outside 0-9"
+    return None
 
 
 def generate_mnist1d(
@@ -158,7 +173,7 @@ def _numpy_global_seed(seed: int) -> Iterator[None]:
 
 
 def _stderr_progress(n_samples: int) -> Callable[[int, int], None] | None:
-    """For a large set, a line on stderr every 10 % (it is made once, then cached)."""
+    """A line on stderr when generating starts, then every 10 % (made once, then cached)."""
     if n_samples < PROGRESS_FROM:
         return None
     start = time.perf_counter()

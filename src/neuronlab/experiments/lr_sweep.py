@@ -10,6 +10,12 @@ a run is
 - ``partial``: in between.
 
 The *band* is the range of rates from the smallest to the largest converged one.
+
+The verdicts read the real step axis: when the runs log every N steps (a plain
+``-m optimizer.lr=...`` sweep logs every ``trainer.log_every_n_steps``), a run's first point is
+its loss after N − 1 updates, not at init, and a fast rate's first point is already low. The
+runs start from the same weights, so the highest first point among them (the slowest run's,
+the closest to init) then stands for the initial loss of every run.
 """
 
 from __future__ import annotations
@@ -47,9 +53,20 @@ class LrSweep:
         return {r.lr: r.verdict for r in self.runs}
 
 
-def _initial(run: Run) -> float:
+def _first_point(run: Run) -> tuple[int, float] | None:
+    """The (step, loss) of the run's first logged training loss, or None."""
     curve = run.curves.get("train/loss_step") or run.curves.get("train/loss")
-    return float(curve[1][0]) if curve and curve[1] else math.nan
+    return (int(curve[0][0]), float(curve[1][0])) if curve and curve[1] else None
+
+
+def initial_losses(runs: list[Run]) -> list[float]:
+    """Each run's loss at initialization: its first logged loss when that is at step 0 for
+    every run, else the highest first logged loss of them all (see the module docstring)."""
+    firsts = [_first_point(run) for run in runs]
+    if all(f is None or f[0] == 0 for f in firsts):
+        return [f[1] if f else math.nan for f in firsts]
+    shared = max((f[1] for f in firsts if f and math.isfinite(f[1])), default=math.nan)
+    return [shared if f else math.nan for f in firsts]
 
 
 def classify(runs: list[Run], key: str = "optimizer.lr", metric: str = "train/loss_epoch",
@@ -58,8 +75,7 @@ def classify(runs: list[Run], key: str = "optimizer.lr", metric: str = "train/lo
     if not 0 < converged <= slow <= 1:
         raise ValueError(f"need 0 < converged ≤ slow ≤ 1, got converged={converged}, slow={slow}")
     out = []
-    for run in runs:
-        initial = _initial(run)
+    for run, initial in zip(runs, initial_losses(runs), strict=True):
         final = run.final(metric) if run.status == "ok" else math.nan
         if run.status == "diverged":
             verdict = "diverged"

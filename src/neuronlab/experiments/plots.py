@@ -53,6 +53,15 @@ def _loss_curve(run: Run) -> Curve | None:
     return [s + 1 for s in steps], list(values)
 
 
+def step_axis_note(first: int) -> str:
+    """The x label of the loss curves, naming the real first logged step (a plain run logs
+    every ``trainer.log_every_n_steps`` steps, so its first point is not the loss at init)."""
+    if first <= 1:
+        return "step (counted from 1: step 1's loss is the loss at init)"
+    return (f"step (counted from 1; the first logged point is step {first}, after "
+            f"{first - 1} updates, not the loss at init)")
+
+
 def diverged_step(run: Run) -> int | None:
     """The step the console reported for a diverged run ("diverged at step 54 (loss=…)"), else
     the run's recorded step count; None for a run that did not diverge."""
@@ -141,7 +150,7 @@ def loss_curves_figure(runs: list[Run], keys: list[str]) -> Figure | None:
         # not the blow-up, set the scale
         ax.set_ylim(top=20 * max(kept))
     what = f", colour and label: {by_value[0]}" if by_value else ""
-    ax.set(xlabel="step (counted from 1: step 1's loss is the loss at init)",
+    ax.set(xlabel=step_axis_note(min(steps[0] for _, (steps, _) in tagged)),
            ylabel="training loss", title=f"training loss per run{what}; × diverged")
     if len(tagged) <= 16:
         ax.autoscale_view()

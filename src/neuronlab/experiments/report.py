@@ -200,8 +200,10 @@ def sweep_summary(sweep_dir: str | Path, metric: str = "val/loss") -> Table:
     table = Table(title=f"sweep: {escape(str(report.sweep_dir))}",
                   caption=escape(report.summary()) + f"; sorted by final {metric}, best first")
     for col in ("overrides", "status", "steps", metric, "test/acc", "test/loss"):
+        # fold, not "…": a run's name is what tells the rows apart
         table.add_column(escape(col), justify="left" if col in ("overrides", "status")
-                         else "right")
+                         else "right", overflow="fold",
+                         min_width=12 if col == "overrides" else None)
     for run in sorted(runs, key=rank):  # stable: the rest keep the sweep's order
         values = [_cell(run.final(k)) if run.status == "ok" else "—"
                   for k in (metric, "test/acc", "test/loss")]

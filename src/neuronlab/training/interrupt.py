@@ -8,7 +8,8 @@ came during validation): the full training state goes to
 ``checkpoints/interrupted.ckpt`` and :class:`Interrupted` ends the fit, so ``train`` can
 record status ``interrupted`` in ``metrics.json``. A second Ctrl-C interrupts at once
 (Lightning's path, nothing saved: the state may be half-way through a step). SIGTERM takes
-Lightning's path, which already waits for a step boundary, and is saved the same way.
+Lightning's path, which already waits for a step boundary, and is saved the same way; a
+SIGTERM during validation lets that validation finish first (its val/* point is logged).
 All this needs a single process; under DDP Lightning's own handling stays (nothing saved,
 resume from ``last.ckpt``).
 """
@@ -50,6 +51,7 @@ class InterruptSaver(L.Callback):
         self.interrupted: Interrupted | None = None
         self._installed = False
         self._previous_handler = None
+        self._sigterm_deferred = False  # a SIGTERM held until the validation under way ends
 
     # ---- the SIGINT handler: Ctrl-C sets a flag; a second Ctrl-C interrupts at once ----------
     def _on_sigint(self, signum, frame) -> None:
@@ -102,6 +104,22 @@ class InterruptSaver(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:  # Ctrl-C during validation
         self._stop_if_requested(trainer)
+
+    # ---- SIGTERM during validation: finish it (its val/* point is logged), then stop ----------
+    # Lightning would raise after the current validation batch: the epoch's validation never
+    # logs, and the resumed run goes on to the next epoch, so that epoch's point is lost.
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
+                                dataloader_idx: int = 0) -> None:
+        connector = getattr(trainer, "_signal_connector", None)
+        if (trainer.world_size == 1 and not trainer.sanity_checking and connector is not None
+                and getattr(connector, "received_sigterm", False)):
+            connector.received_sigterm = False  # Lightning checks it after this hook
+            self._sigterm_deferred = True
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._sigterm_deferred:
+            self._sigterm_deferred = False
+            trainer._signal_connector.received_sigterm = True  # stops at the next boundary
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self._restore_handler()

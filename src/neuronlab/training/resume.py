@@ -112,10 +112,24 @@ def resume_hint(e: Interrupted, run_dir: Path) -> str:
             "ckpt_path=last").replace("  ", " ")
 
 
+def best_monitor(node: dict[str, Any], loss: str) -> dict[str, Any]:
+    """A ``ModelCheckpoint`` config with ``monitor: auto`` / ``mode: auto`` made concrete, as
+    Lightning users mean "best": a classifier's highest ``val/acc``; with ``model.loss=mse``
+    (a regression loss) the lowest ``val/loss``. ``mode: auto`` is ``max`` for an accuracy,
+    ``min`` for anything else."""
+    node = dict(node)
+    if node.get("monitor") == "auto":
+        node["monitor"] = "val/loss" if loss == "mse" else "val/acc"
+    if node.get("mode") == "auto":
+        node["mode"] = "max" if "acc" in str(node.get("monitor")) else "min"
+    return node
+
+
 def test_checkpoint(trainer: L.Trainer, choice: str) -> tuple[str | None, str]:
     """The checkpoint ``trainer.test`` should load for ``test_ckpt=choice``, and how to say it.
 
-    ``best``: the best-by-``val/loss`` checkpoint (``callbacks.model_checkpoint``), or, when
+    ``best``: the best checkpoint by ``callbacks.model_checkpoint.monitor`` (``val/acc`` for a
+    classifier, ``val/loss`` for mse: :func:`best_monitor`), or, when
     there is none (checkpointing off, no validation split), the final weights, saying so.
     ``last``: the weights at the end of the last epoch (``checkpoints/last.ckpt``), which are
     the ones in memory, so nothing is loaded.
@@ -127,5 +141,5 @@ def test_checkpoint(trainer: L.Trainer, choice: str) -> tuple[str | None, str]:
                 score = cb.best_model_score
                 score_text = f", {cb.monitor}={float(score):.4g}" if score is not None else ""
                 return path, f"the best checkpoint ({Path(path).name}{score_text})"
-        return None, "the final weights (no best-by-val/loss checkpoint was saved)"
+        return None, "the final weights (no best checkpoint was saved)"
     return None, f"the final weights (end of epoch {trainer.current_epoch}, as last.ckpt)"

@@ -25,10 +25,18 @@ from omegaconf import DictConfig, OmegaConf
 from ..errors import ConfigError
 from .audit import GradientMismatch
 from .checkpoint import CheckpointError, SafeCheckpointIO, remove_stale_temp_files
+from .collapse import ChanceWatch
 from .divergence import Diverged
 from .interrupt import INTERRUPTED_CKPT, Interrupted, InterruptSaver
 from .records import FINISHED, hparams_of, log_hparams, mark_resume, read_metrics, write_metrics
-from .resume import check_resumable, resolve_checkpoint, resume_hint, test_checkpoint
+from .resume import (
+    best_monitor,
+    check_resumable,
+    resolve_checkpoint,
+    resume_hint,
+    test_checkpoint,
+)
+from .run_folder import check_same_config
 from .settings import RunConfig, validate_config
 from .task import LearnTask
 from .throughput import TrainThroughput
@@ -76,8 +84,9 @@ def build(
             seed=settings.seed, feature_names=list(datamodule.feature_names),
             step_mode=settings.train_step,
         )
-        callbacks = [_instantiate("callbacks", c)
+        callbacks = [_instantiate("callbacks", best_monitor(c, settings.model.loss))
                      for c in (cfg.get("callbacks") or {}).values() if c]
+        callbacks.append(ChanceWatch())  # a collapse to the chance-level loss is flagged
         callbacks.append(InterruptSaver())  # Ctrl-C saves and stops; not a config choice
         callbacks.append(TrainThroughput())  # rows/s of training time; syncs per epoch only
         logger = _instantiate("logger", cfg["logger"]) if cfg.get("logger") else False
@@ -116,6 +125,25 @@ def choose_threads(task: LearnTask, datamodule: Any) -> int | None:
     return 1 if 6 * n_params * batch < SMALL_STEP_FLOPS else None
 
 
+def _test_last_quietly(trainer: L.Trainer, task: LearnTask, datamodule: Any,
+                       best: str) -> dict[str, Any] | None:
+    """The test metrics of the weights in memory (the last epoch's), when the best checkpoint
+    ``best`` is of another epoch; not logged (the logged test is the chosen checkpoint's)."""
+    from .checkpoint import load_checkpoint
+
+    epoch = load_checkpoint(best).get("epoch")
+    last_epoch = trainer.current_epoch - 1  # current_epoch counts finished epochs
+    if epoch is None or int(epoch) == last_epoch:
+        return None
+    loggers = trainer.loggers
+    trainer.loggers = []
+    try:
+        metrics = trainer.test(task, datamodule=datamodule, verbose=False)[0]
+    finally:
+        trainer.loggers = loggers
+    return {"epoch": last_epoch, **{k: float(v) for k, v in metrics.items()}}
+
+
 def _restore_sigint(handler: Any) -> None:
     # Lightning ignores SIGINT after a KeyboardInterrupt; give the caller back its Ctrl-C
     if handler is not None and threading.current_thread() is threading.main_thread():
@@ -126,7 +154,8 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
     """Run one training job; returns what ``metrics.json`` holds.
 
     A run folder that already holds a finished run (status ok or diverged) is not run again
-    unless ``ckpt_path`` is given: its stored metrics are returned (so a re-run sweep skips it).
+    unless ``ckpt_path`` is given: with the same config its stored metrics are returned (so a
+    re-run sweep skips it); another config raises :class:`ConfigError` (its files stay true).
     ``dataset``: a :class:`neuronlab.data.Dataset` to train on instead of ``data.name``.
     Ctrl-C saves ``checkpoints/interrupted.ckpt`` and ends with status ``interrupted``.
     """
@@ -134,6 +163,7 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
     run_dir = Path(cfg["paths"]["output_dir"])
     prior = read_metrics(run_dir)
     if prior and prior.get("status") in FINISHED and not cfg.get("ckpt_path"):
+        check_same_config(run_dir, prior, cfg)  # another config here: refused, one line
         prior["skipped"] = True
         return prior
     settings = validate_config(cfg)
@@ -159,9 +189,10 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
     remove_stale_temp_files(run_dir / "checkpoints")
     saver = next(c for c in trainer.callbacks if isinstance(c, InterruptSaver))
     throughput = next(c for c in trainer.callbacks if isinstance(c, TrainThroughput))
+    watch = next(c for c in trainer.callbacks if isinstance(c, ChanceWatch))
     sigint = signal.getsignal(signal.SIGINT)
     status, message, test, fit_metrics = "ok", None, {}, {}
-    tested_on = None
+    tested_on, last_test, collapse = None, None, None
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -170,7 +201,10 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
                 warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
             trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt)
         fit_metrics = _scalars(trainer.callback_metrics)  # test() resets callback_metrics
+        collapse = watch.report  # before test(ckpt_path=best) restores callback states
         test_ckpt, tested_on = test_checkpoint(trainer, settings.test_ckpt)
+        if test_ckpt is not None:  # the last epoch's weights too, before the best replace them
+            last_test = _test_last_quietly(trainer, task, datamodule, test_ckpt)
         test = trainer.test(task, datamodule=datamodule, verbose=False, ckpt_path=test_ckpt)[0]
     except Diverged as e:
         status, message = "diverged", str(e)
@@ -202,6 +236,8 @@ def train(cfg: DictConfig | dict[str, Any], dataset: Any = None) -> dict[str, An
         "train_seconds": round(throughput.seconds, 3),
         "metrics": final,
         "tested_on": tested_on,
+        "last_epoch_test": last_test,  # None unless the best checkpoint is another epoch
+        "collapse": collapse,  # None, or: the loss is back at the chance level
         "resumed_from": ckpt,
         "torch_threads": torch.get_num_threads(),
         "feature_weights": task.feature_weights(),

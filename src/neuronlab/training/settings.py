@@ -22,6 +22,8 @@ from ..init import InitConfig
 from ..modules import ModelConfig
 from ..optim import OptimizerConfig, SchedulerConfig
 
+MEANT_MIXED = {"bf16": "bf16-mixed", "bfloat16": "bf16-mixed", "16": "16-mixed",
+               "fp16": "16-mixed", "half": "16-mixed"}
 PRECISIONS = ("32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true")
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 TEST_CHECKPOINTS = ("best", "last")
@@ -48,6 +50,11 @@ def _check_trainer(t: Mapping) -> None:
             raise ConfigError(f"trainer.devices={devices} is far more than this machine's "
                               f"{os.cpu_count()} CPU cores")
     prec = str(t.get("precision", "32"))
+    if prec in MEANT_MIXED:  # difflib would say bf16-true: pure bf16 weights, rarely meant
+        raise ConfigError(f"trainer.precision={prec!r} is not one of: {', '.join(PRECISIONS)} "
+                          f"(did you mean '{MEANT_MIXED[prec]}'? float32 weights, {prec} "
+                          f"matmuls; '{MEANT_MIXED[prec][:-6]}-true' keeps the weights in "
+                          f"{prec} too)")
     require_choice("trainer.precision", prec, PRECISIONS)
     if acc == "cpu" and prec == "16-mixed":
         raise ConfigError("trainer.precision='16-mixed' needs a GPU; on CPU use 32 or bf16-mixed")
