@@ -32,10 +32,6 @@ SQLITE = "sqlite:///"
 OVERRIDES_ATTR = "neuronlab_overrides"
 
 
-class SearchError(RuntimeError):
-    """A search that cannot continue (its message is one line)."""
-
-
 def sqlite_path(storage: Any) -> Path | None:
     """The file of a ``sqlite:///<path>`` storage URL, else ``None``."""
     if isinstance(storage, str) and storage.startswith(SQLITE):
@@ -60,6 +56,24 @@ def stored_trials(storage: Any, study_name: str | None) -> tuple[int, list[str] 
     return len(study.trials), study.user_attrs.get(OVERRIDES_ATTR)
 
 
+# overrides that change how a run is shown, not what it computes
+COSMETIC = ("callbacks.progress_bar", "trainer.enable_progress_bar", "torch_threads")
+
+
+def task_overrides(arguments: list[str]) -> list[str]:
+    """The overrides that define a search's task (sorted; display-only keys left out)."""
+    return sorted(a for a in arguments if a.split("=", 1)[0].lstrip("+~") not in COSMETIC)
+
+
+def continued_seed(seed: int, done: int) -> int:
+    """The sampler seed for a study continued after ``done`` trials: ``seed`` and ``done``
+    mixed by NumPy's ``SeedSequence`` (``seed + done`` is not enough: RandomState(0) and
+    RandomState(3) draw 0.549, 0.715 and 0.551, 0.708 first — the same points, nearly)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, done]).generate_state(1)[0])
+
+
 def continue_study(impl: Any, config: DictConfig, arguments: list[str]) -> None:
     """Run ``impl`` (the plugin's ``OptunaSweeperImpl``) as a continuation of the study in its
     storage: sampler seed and job numbers offset by the trials stored (module doc), the
@@ -68,16 +82,17 @@ def continue_study(impl: Any, config: DictConfig, arguments: list[str]) -> None:
     if path is not None:  # SQLite creates the file, not its folder
         path.parent.mkdir(parents=True, exist_ok=True)
     done, started_with = stored_trials(impl.storage, impl.study_name)
-    task = sorted(arguments)
+    task = task_overrides(arguments)
     if started_with is not None and started_with != task:
-        raise SearchError(
-            f"the study {impl.study_name!r} in {path or impl.storage} was started with the "
-            f"overrides {started_with or '(none)'}, not {task or '(none)'}: its trials would "
-            "not be comparable; use another hydra.sweep.dir for this search")
+        print(f"neuronlab-train: error: the study {impl.study_name!r} in {path or impl.storage} "
+              f"was started with the overrides {' '.join(started_with) or '(none)'}, not "
+              f"{' '.join(task) or '(none)'}: its trials would not be comparable; give this "
+              "search another hydra.sweep.dir", file=sys.stderr)
+        sys.exit(2)
     sampler_cfg = config.hydra.sweeper.get("sampler")
     if done and sampler_cfg is not None and sampler_cfg.get("seed") is not None:
         # a seeded sampler would propose its start-up points again
-        impl.sampler = instantiate(sampler_cfg, seed=int(sampler_cfg.seed) + done)
+        impl.sampler = instantiate(sampler_cfg, seed=continued_seed(int(sampler_cfg.seed), done))
     impl.job_idx = done  # hydra.job.num = the Optuna trial number
     if done:
         log.info(f"Continuing the study {impl.study_name!r}: {done} trials stored")
