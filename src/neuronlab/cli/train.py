@@ -149,7 +149,16 @@ def register_search_plugin() -> None:
     Plugins.instance().register(ResumableOptunaSweeper)
 
 
+# conf/hydra/launcher/submitit_slurm.yaml replaces the plugin's defaults under the plugin's own
+# name; Hydra 1.3 still merges the two and says the merge is deprecated (harmless: the file is
+# complete on its own)
+SCHEMA_MATCHING = r"(?s).*validated against ConfigStore schema with the same name"
+
+
 def main() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=SCHEMA_MATCHING, category=UserWarning)
     try:
         problem = preflight(sys.argv[1:])
     except ConfigDirError as e:
