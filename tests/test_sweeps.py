@@ -237,3 +237,31 @@ def test_a_search_continues_its_study_and_tensorboard_lists_every_trial(tmp_path
             assert metric["value"] > 0
     finally:
         served.stop()
+
+
+def test_map_jobs_runs_in_worker_processes_in_order():
+    from neuronlab.experiments.parallel import map_jobs
+
+    assert map_jobs(pow, [(2, 3), (3, 2), (5, 1)], jobs=2) == [8, 9, 5]
+    pids = map_jobs(os.getpid, [()] * 2, jobs=2)
+    assert os.getpid() not in pids
+    assert map_jobs(os.getpid, [()], jobs=1) == [os.getpid()]
+    with pytest.raises(ValueError, match="jobs=0"):
+        map_jobs(pow, [(1, 1)], jobs=0)
+
+
+@pytest.mark.slow
+def test_the_init_sweep_in_two_processes_gives_the_same_cells(tmp_path):
+    from neuronlab.cli.train import quiet_lightning
+    from neuronlab.config import compose
+    from neuronlab.experiments.init_sweep import run_training, sweep_params
+
+    extra = ["seed=0,1", "init.scale=1", "model.activation=relu", "init.scheme=kaiming",
+             "init.distribution=normal", "trainer.max_epochs=1"]
+    one = run_training(tmp_path / "one", sweep_params(), compose, extra)
+    two = run_training(tmp_path / "two", sweep_params(), compose, extra, jobs=2,
+                       setup=quiet_lightning)
+    assert len(one) == len(two) == 1 and len(one[0].losses) == 2
+    assert two[0].losses == pytest.approx(one[0].losses, rel=1e-6, abs=0)
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "one").iterdir())
