@@ -7,14 +7,16 @@ search command with the same ``hydra.sweep.dir`` again adds ``hydra.sweeper.n_tr
 to the study stored there (``optuna.db``) and reports the best over all of them. Two things
 the plugin alone gets wrong on a continued study are decided here:
 
-- the sampler's seed is offset by the number of trials already stored, so a seeded sampler
-  does not propose its first (random start-up) points again;
+- the sampler's seed is mixed with the number of trials already stored
+  (:func:`continued_seed`), so a seeded sampler does not propose its first (random start-up)
+  points again;
 - Hydra numbers the jobs of each invocation from 0; here they continue from the number of
   trials already stored, so ``hydra.job.num`` is the Optuna trial number and the run folders
   (``trial_${hydra.job.num}``) of earlier trials are never reused.
 
 A study remembers the command-line overrides it was started with; continuing it with others
-(another data set, another model) is refused: its trials would not be comparable.
+(another data set, another model) is refused in one line, exit 2: its trials would not be
+comparable.
 """
 
 from __future__ import annotations
