@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -265,3 +266,16 @@ def test_the_init_sweep_in_two_processes_gives_the_same_cells(tmp_path):
     assert two[0].losses == pytest.approx(one[0].losses, rel=1e-6, abs=0)
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == \
         sorted(p.name for p in (tmp_path / "one").iterdir())
+
+
+def test_train_returns_the_named_metric_and_the_worst_value_for_a_diverged_run(capsys):
+    ok = {"status": "ok", "metrics": {"val/loss": 0.25, "val/acc": 0.9}}
+    assert train_cli.objective(ok) == 0.25
+    assert train_cli.objective(ok, "val/acc") == 0.9
+    assert train_cli.objective({"status": "diverged", "metrics": {"val/loss": 0.5}}) == math.inf
+    assert train_cli.objective({"status": "ok", "metrics": {"val/loss": math.nan}}) == math.inf
+    with pytest.raises(SystemExit) as exit_:
+        train_cli.objective(ok, "val/los")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "optimized_metric='val/los'" in err and "val/acc, val/loss" in err
