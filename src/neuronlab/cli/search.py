@@ -132,5 +132,6 @@ def print_best(impl: Any, config: DictConfig, before: int = 0) -> None:
         subdir = str(sweep.get("subdir", "")).replace("${hydra.job.num}", str(number))
         folder = Path(config.hydra.sweep.dir) / subdir if "${" not in subdir else None
         where = f"trial {number}" + (f" ({folder})" if folder else "") + ": "
-    print(f"best of {total} trials: {where}{values}; objective {best.best_value:.6g}",
+    trials = f"{total} trial" + ("s" if total != 1 else "")
+    print(f"best of {trials}: {where}{values}; objective {best.best_value:.6g}",
           file=sys.stdout, flush=True)
