@@ -27,6 +27,8 @@ def _env(**extra: str) -> dict[str, str]:
 def test_the_wheel_lists_every_package_under_src_and_the_configs():
     listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     found = set(find_packages(ROOT / "src"))
+    # hydra_plugins is a namespace package (no __init__.py; Hydra's plugins share it)
+    found |= {f"hydra_plugins.{p}" for p in find_packages(ROOT / "src" / "hydra_plugins")}
     assert set(listed["packages"]) == found | {"neuronlab.conf"}, "update pyproject's packages"
     assert listed["package-dir"]["neuronlab.conf"] == "conf"
 

@@ -3,6 +3,7 @@ command line.
 
     neuronlab-init-sweep --out multirun/init_sweep
     neuronlab-init-sweep --out /tmp/init seed=0 trainer.max_epochs=3
+    neuronlab-init-sweep --jobs 2          # two training runs at once (joblib)
 
 Measures signal propagation at init, trains the ``experiment=init_sweep`` grid (finished
 runs are skipped), prints each claim with its number and the final-loss table, and writes
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=512, help="rows of the input batch")
     parser.add_argument("--draws", type=int, default=3, help="draws averaged at init")
     parser.add_argument("--no-train", action="store_true", help="measure at init only")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="training runs at once, in joblib's worker processes (-1: one per "
+                        "core); as neuronlab-train -m experiment=init_sweep hydra/launcher=joblib")
     return parser
 
 
@@ -82,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.perf_counter()
     result = run_init_sweep(args.out, compose, extra=args.overrides, width=args.width,
-                            batch=args.batch, draws=args.draws, train=not args.no_train)
+                            batch=args.batch, draws=args.draws, train=not args.no_train,
+                            jobs=args.jobs, setup=quiet_lightning)
     console = Console() if Console().is_terminal else Console(width=120)
     print_init_sweep(result, console)
     console.print(f"signal propagation {result.seconds['signal']:.1f} s, training "

@@ -104,6 +104,32 @@ def report(record: dict) -> None:
         print(f"TensorBoard: tensorboard --logdir {run_dir}")
 
 
+def _sweeper_direction() -> str:
+    """``hydra.sweeper.direction`` when a sweeper that has one runs this job, else minimize."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        direction = HydraConfig.get().sweeper.get("direction", "minimize")
+    except ValueError:  # not run by Hydra (a test calling main's body)
+        return "minimize"
+    return str(direction) if isinstance(direction, str) else "minimize"
+
+
+def objective(record: dict, metric: str = "val/loss") -> float | None:
+    """What ``neuronlab-train`` returns to a sweeper: the run's final ``metric``; for a run
+    that diverged or has no finite value of it, the worst value (+inf when minimizing, −inf
+    when maximizing), so a search steers away instead of stopping."""
+    import math
+
+    value = record.get("metrics", {}).get(metric)
+    if record.get("status") == "ok" and value is not None and math.isfinite(value):
+        return float(value)
+    if record.get("status") == "ok" and value is None:
+        known = ", ".join(sorted(record.get("metrics", {})))
+        _fail(f"optimized_metric={metric!r} is not among the run's metrics: {known}")
+    return -math.inf if _sweeper_direction() == "maximize" else math.inf
+
+
 def _no_advertising(record) -> bool:
     """Drop Lightning's "💡 Tip: … litlogger" line from the run's log."""
     return "litlogger" not in str(record.getMessage())
@@ -130,13 +156,37 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
+def register_search_plugin() -> None:
+    """Make Hydra know neuronlab's resumable Optuna sweeper. Hydra finds plugins by walking the
+    ``hydra_plugins`` namespace, which misses a package installed in editable mode
+    (``pip install -e``); registering it by hand works for every install."""
+    from hydra.core.plugins import Plugins
+
+    try:
+        from hydra_plugins.neuronlab_search.resumable_optuna import ResumableOptunaSweeper
+    except ImportError:  # without the [sweep] extra the class is not defined
+        return
+    Plugins.instance().register(ResumableOptunaSweeper)
+
+
+# conf/hydra/launcher/submitit_slurm.yaml replaces the plugin's defaults under the plugin's own
+# name; Hydra 1.3 still merges the two and says the merge is deprecated (harmless: the file is
+# complete on its own)
+SCHEMA_MATCHING = r"(?s).*validated against ConfigStore schema with the same name"
+
+
 def main() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=SCHEMA_MATCHING, category=UserWarning)
     try:
         problem = preflight(sys.argv[1:])
     except ConfigDirError as e:
         problem = str(e)
     if problem:
         _fail(problem)
+    if any("hparams_search" in a or "hydra/sweeper" in a for a in sys.argv[1:]):
+        register_search_plugin()
     import hydra
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
@@ -163,7 +213,7 @@ def main() -> None:
             sys.exit(1)
         if record["status"] == "interrupted":  # ends a sweep too: Ctrl-C means stop
             sys.exit(EXIT_INTERRUPTED)
-        return record.get("metrics", {}).get("val/loss")
+        return objective(record, cfg.get("optimized_metric") or "val/loss")
 
     _main()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, unknown_choice
 from ..paths import config_dir
+from .sweeps import SEARCH_PARAMS, plugin_problem, search_name, search_space_problem
 
 # folders Hydra also searches: --config-dir and hydra.searchpath (set by ``preflight``)
 _EXTRA_DIRS: list[Path] = []
@@ -120,7 +121,7 @@ def preflight(argv: list[str]) -> str | None:
     the training code, so a typo is reported in about a second. ``--config-dir`` and
     ``hydra.searchpath`` folders are searched as Hydra searches them."""
     argv, _EXTRA_DIRS[:], problem = config_dirs(argv)
-    problem = problem or output_dir_problem(argv)
+    problem = problem or output_dir_problem(argv) or plugin_problem(argv)
     if problem:
         return problem
     groups = _groups()
@@ -155,10 +156,18 @@ def compose_problem(argv: list[str]) -> str | None:
     if any(f not in ("-m", "--multirun") for f in flags):
         return None
     args = [a for a in argv if not a.startswith("-")]
+    searching = search_name(args) is not None
+    # a search's ranges (hydra.sweeper.params.*, and sweeps given on its command line) go to
+    # the sweeper, not into one run's config: search_space_problem checks their ends
+    ranges = [a for a in args if a.split("=", 1)[0].lstrip("+~").startswith(SEARCH_PARAMS)]
+    args = [a for a in args if a not in ranges]
     try:
         overrides = OverridesParser.create().parse_overrides(args)
         single = []
         for o in overrides:
+            if o.is_sweep_override() and searching:
+                ranges.append(SEARCH_PARAMS + o.input_line.lstrip("+~"))
+                continue
             if o.is_sweep_override() and not flags:
                 return (f"{o.input_line} is a sweep (several values): add -m (--multirun) to "
                         "run one job per value")
@@ -175,8 +184,9 @@ def compose_problem(argv: list[str]) -> str | None:
             validate_config(compose(_with_search_path(single)))
         except ConfigError as e:
             return str(e)
-        if flags:
+        if flags and not searching:
             return _sweep_problem(overrides, single)
+        return search_space_problem(single, ranges)
     except OverrideParseException as e:
         detail = " ".join(line for line in e.message.splitlines() if "hydra.cc" not in line)
         return f"{e.override}: cannot parse this override ({detail.strip()})"

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .callbacks import FIT_METRICS_FILE
+from .parallel import map_jobs
 from .signal import Signal, signal_propagation
 
 EXPERIMENT = "init_sweep"
@@ -143,7 +144,8 @@ def _threads(count: int | None) -> Iterator[None]:
 
 
 def run_training(out_dir: str | Path, params: dict[str, str], compose: Compose,
-                 extra: list[str] | None = None, threads: int | None = 1) -> list[Cell]:
+                 extra: list[str] | None = None, threads: int | None = 1,
+                 jobs: int = 1, setup: Callable[[], None] | None = None) -> list[Cell]:
     """Train every job of the grid (finished runs are skipped by ``train``) and collect the
     final training loss per cell; diverged and failed runs are counted, not averaged.
 
@@ -154,33 +156,42 @@ def run_training(out_dir: str | Path, params: dict[str, str], compose: Compose,
         extra: overrides for every job (``trainer.max_epochs=3``; ``seed=0,1`` sweeps fewer).
         threads: torch threads while training (these networks are tiny: more threads only
             fight over the cores, up to 10× slower on a busy machine); ``None`` leaves it.
+        jobs: runs at once, in joblib's worker processes (as ``hydra/launcher=joblib``);
+            -1: one per core. Same seeds, same results as one at a time. ``setup`` runs
+            first in each worker (the command line quiets Lightning there).
     """
     if "'" in str(Path(out_dir).resolve()):
         raise ValueError(f"out_dir={str(out_dir)!r}: a quote in the path cannot be passed to Hydra")
-    with _threads(threads):
-        return _train_cells(Path(out_dir), params, compose, extra)
-
-
-def _train_cells(out_dir: Path, params: dict[str, str], compose: Compose,
-                 extra: list[str] | None) -> list[Cell]:
-    from ..training.run import train
-
+    grid = job_overrides(params, extra)
+    run = [(Path(out_dir), job, compose, threads if jobs != 1 else None) for job in grid]
+    with _threads(threads if jobs == 1 else None):
+        results = map_jobs(_train_job, run, jobs, setup=setup)
     cells: dict[tuple, Cell] = {}
-    for job in job_overrides(params, extra):
-        run_dir = out_dir / run_name(job)
-        # quoted: a Hydra-style folder name holds '=' and ','
-        record = train(compose([f"experiment={EXPERIMENT}", *job,
-                                f"paths.output_dir='{run_dir.resolve()}'"]))
+    for job, (status, loss) in zip(grid, results, strict=True):
         key = _cell_key(job)
         cell = cells.setdefault(key, Cell(*key))
-        if record["status"] == "ok":
-            fit = json.loads((run_dir / FIT_METRICS_FILE).read_text())
-            cell.losses.append(float(fit[FINAL]))
-        elif record["status"] == "diverged":
-            cell.diverged += 1
-        else:
-            cell.failed += 1
+        cell.losses += [loss] if status == "ok" else []
+        cell.diverged += status == "diverged"
+        cell.failed += status not in ("ok", "diverged")
     return list(cells.values())
+
+
+def _train_job(out_dir: Path, job: list[str], compose: Compose,
+               threads: int | None = None) -> tuple[str, float]:
+    """One run of the grid (``threads``: a worker's torch threads): status, final loss."""
+    from ..training.run import train
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    run_dir = out_dir / run_name(job)
+    # quoted: a Hydra-style folder name holds '=' and ','
+    record = train(compose([f"experiment={EXPERIMENT}", *job,
+                            f"paths.output_dir='{run_dir.resolve()}'"]))
+    if record["status"] != "ok":
+        return record["status"], math.nan
+    return "ok", float(json.loads((run_dir / FIT_METRICS_FILE).read_text())[FINAL])
 
 
 def _cell_key(job: list[str]) -> tuple[str, str, str, float]:
@@ -244,11 +255,13 @@ def distribution_gap(cells: list[Cell]) -> tuple[float, float]:
 
 def run_init_sweep(out_dir: str | Path, compose: Compose, extra: list[str] | None = None,
                    width: int = 256, batch: int = 512, draws: int = 3,
-                   train: bool = True) -> InitSweep:
+                   train: bool = True, jobs: int = 1,
+                   setup: Callable[[], None] | None = None) -> InitSweep:
     """Both parts, the claims checked, ``init_sweep.json`` and the two pictures written into
     ``out_dir``. ``compose``: overrides → run config (``neuronlab.config.compose``);
     ``extra``: overrides for every training run (``trainer.max_epochs=3``, or ``seed=0,1`` to
-    sweep fewer seeds); ``train=False`` measures at init only."""
+    sweep fewer seeds); ``train=False`` measures at init only; ``jobs``: training runs at
+    once (joblib's processes), ``setup`` run first in each."""
     import time
 
     from .init_plots import plot_final_loss, plot_signals
@@ -258,7 +271,8 @@ def run_init_sweep(out_dir: str | Path, compose: Compose, extra: list[str] | Non
     start = time.perf_counter()
     signals = run_signals(params, width=width, batch=batch, draws=draws)
     signals_done = time.perf_counter()
-    cells = run_training(out_dir, params, compose, extra) if train else []
+    cells = run_training(out_dir, params, compose, extra, jobs=jobs,
+                         setup=setup) if train else []
     training_done = time.perf_counter()
     result = InitSweep(signals, cells, check_claims(signals, cells),
                        {"signal": round(signals_done - start, 1),
