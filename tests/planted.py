@@ -152,10 +152,10 @@ PLANTS: dict[str, Plant] = {p.name: p for p in [
     # an activation's backward machinery
     Plant("sigmoid upstream ignored", "upstream ignored", "sigmoid", B.SigmoidUpstreamIgnored),
     Plant("sigmoid gradient in float32", "dtype", "sigmoid", B.SigmoidGradientInFloat32,
-          finding="dtype torch.float32, expected torch.float64", blamed=0, reaches=None),
+          finding="as torch.float32 for a torch.float64 input", blamed=0, reaches=None),
     Plant("sigmoid gradient in float64 for float32", "dtype", "sigmoid",
           B.SigmoidGradientInFloat64, dtype=torch.float32,
-          finding="dtype torch.float64, expected torch.float32", blamed=0, reaches=None),
+          finding="as torch.float64 for a torch.float32 input", blamed=0, reaches=None),
     Plant("sigmoid gradient on the CPU", "device", "sigmoid", B.SigmoidGradientOnCPU,
           device="cuda", finding="device", blamed=0, reaches=None),
     Plant("sigmoid g.mul_", "in place", "sigmoid", B.SigmoidWritesGradOutput,
