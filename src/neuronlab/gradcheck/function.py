@@ -142,7 +142,7 @@ def check_function(fn: Callable[..., Any], *inputs: Any,
     extra = [] if samples is None else as_samples(samples, seed)
     if not inputs:
         if not extra:
-            n = len(parameters(fn)) or len(parameters(reference))
+            n = len(parameters(fn, True)) or len(parameters(reference, True))
             if not n:
                 raise ValueError("no inputs given, and neither fn nor reference names its "
                                  "parameters: pass inputs or samples=")

@@ -72,19 +72,29 @@ def _randn(shape: tuple[int, ...], seed: int, n: int) -> Callable:
     return make
 
 
-def _extremes(dtype: torch.dtype) -> list[float]:
+def _large(dtype: torch.dtype) -> list[float]:
     fi = torch.finfo(dtype)
-    log_max = math.log(fi.max)
-    big = [fi.max, fi.max / 2, fi.max / 16, math.sqrt(fi.max), log_max - 0.5, log_max + 0.5,
-           2 * log_max, 1e4 if fi.max > 1e5 else 1e3]
+    big = [fi.max, fi.max / 2, fi.max / 16, math.sqrt(fi.max), 1e4 if fi.max > 1e5 else 1e3]
+    return [s * v for v in big for s in (1.0, -1.0)]
+
+
+def _past_exp(dtype: torch.dtype) -> list[float]:
+    """Around log(max), where exp overflows, and log(tiny), where it underflows."""
+    lm, lt = math.log(torch.finfo(dtype).max), math.log(torch.finfo(dtype).tiny)
+    return [s * v for v in (lm - 0.5, lm + 0.5, 2 * lm, lt - 0.5, lt + 0.5)
+            for s in (1.0, -1.0)]
+
+
+def _tiny(dtype: torch.dtype) -> list[float]:
+    fi = torch.finfo(dtype)
     tiny = [fi.tiny, 2 * fi.tiny, fi.tiny / 2, fi.tiny * fi.eps, math.sqrt(fi.tiny)]
-    return [s * v for v in big + tiny for s in (1.0, -1.0)]
+    return [s * v for v in tiny for s in (1.0, -1.0)]
 
 
 def _sweep(dtype: torch.dtype, steps: int = 64) -> list[float]:
     fi = torch.finfo(dtype)
     lo, hi = math.log2(fi.tiny), math.log2(fi.max)
-    mags = [2.0 ** (lo + (hi - lo) * k / (steps - 1)) for k in range(steps)]
+    mags = [2.0 ** (lo + (hi - lo) * k / (steps - 1)) for k in range(steps - 1)] + [fi.max]
     return [s * m for m in mags for s in (1.0, -1.0)]
 
 
@@ -151,7 +161,9 @@ def elementwise_samples(n: int, seed: int = 0) -> list[Sample]:
         Sample("empty", s, _randn((0, 3), s, n)),
         Sample("non-contiguous", s + 2, _layout("non-contiguous", s + 2, n)),
         Sample("broadcast", s + 3, _layout("broadcast", s + 3, n)),
-        Sample("near overflow and tiny in the dtype", s, _values(_extremes, n)),
+        Sample("near overflow in the dtype", s, _values(_large, n)),
+        Sample("around log(max) and log(tiny) of the dtype", s, _values(_past_exp, n)),
+        Sample("tiny and subnormal in the dtype", s, _values(_tiny, n)),
         Sample("magnitudes across the dtype", s, _values(_sweep, n)),
         Sample("±inf, nan, ±0", s,
                _values(lambda dt: [math.inf, -math.inf, math.nan, 0.0, -0.0, 1.0], n)),

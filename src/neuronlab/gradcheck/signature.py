@@ -13,9 +13,9 @@ import torch
 from .precision import DTYPE_NAMES
 
 
-def parameters(fn: Callable | None) -> list[str]:
+def parameters(fn: Callable | None, required: bool = False) -> list[str]:
     """The positional parameters of ``fn`` — of a custom Function's ``forward`` after ``ctx``
-    (``fn`` its ``.apply`` or the class)."""
+    (``fn`` its ``.apply`` or the class); ``required``: only those without a default."""
     owner = getattr(fn, "__self__", fn)
     if isinstance(owner, type) and issubclass(owner, torch.autograd.Function):
         fn = owner.forward
@@ -29,7 +29,8 @@ def parameters(fn: Callable | None) -> list[str]:
     except (TypeError, ValueError):
         return []
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [p.name for p in takewhile(lambda p: p.kind in positional, params)]
+    names = takewhile(lambda p: p.kind in positional, params)
+    return [p.name for p in names if not required or p.default is inspect.Parameter.empty]
 
 
 def input_names(fn: Callable, n: int, reference: Callable | None = None) -> tuple[str, list[str]]:
