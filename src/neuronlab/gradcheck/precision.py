@@ -43,19 +43,22 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_map
 
+from .bound import (
+    PERTURBATION,
+    PROBES,
+    REFERENCE_FACTOR,
+    Jitter,
+    finite_difference,
+    judge,
+    signs,
+)
 from .finite_differences import flatten_outputs
 from .grading import F64, text_table
 from .probe import BackwardProbe
-from .rounding import ROUNDING_FACTOR, unit_roundoff
+from .rounding import ROUNDING_FACTOR
 from .samples import Sample
 
-REFERENCE_FACTOR = 4.0  # k: multiples of the reference's own error in the dtype
-PERTURBATION = 2.0**-20  # h: the relative move of the inputs that measures S
-PROBES = 2  # random-sign perturbations; S is the largest move seen
-TENSOR_FLOOR = 2.0**-4  # of the tensor's largest |r| + S: below it, judged norm-wise
 DTYPE_NAMES = {"float64": torch.float64, "float32": torch.float32,
                "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -121,36 +124,9 @@ def _prepare(args: Sequence[Any], checked: Sequence[int], dtype: torch.dtype,
             t = a.detach()
             t = t.to(dtype) if t.dtype != dtype else t.clone()
             if perturb is not None and i in checked:
-                t = t * (1 + PERTURBATION * _signs(t.shape, perturb, t.device))
+                t = t * (1 + PERTURBATION * signs(t.shape, perturb, t.device))
             out[i] = t.requires_grad_(i in checked)
     return out
-
-
-def _signs(shape, gen: torch.Generator, device: Any = "cpu") -> Tensor:
-    return (torch.randint(0, 2, shape, generator=gen).to(F64) * 2 - 1).to(device)
-
-
-class _Jitter(TorchDispatchMode):
-    """Moves every float64 result of every op (forward and backward) by a relative ±h, as if
-    each were rounded: what the reference then changes by is the size of what was summed at
-    every step — the terms ``1`` and ``a²`` of a ``1 − a²`` too, not only its inputs'."""
-
-    def __init__(self, gen: torch.Generator) -> None:
-        super().__init__()
-        self.gen = gen
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        schema = func._schema
-        if schema.is_mutable or any(r.alias_info is not None for r in schema.returns):
-            return out  # in place or a view: moving it would break the aliasing
-
-        def move(t):
-            if isinstance(t, Tensor) and t.dtype == F64:
-                return t * (1 + PERTURBATION * _signs(t.shape, self.gen, t.device))
-            return t
-
-        return tree_map(move, out)
 
 
 def _evaluate(fn: Callable, args: list[Any], checked: Sequence[int], vs: list[Tensor] | None,
@@ -161,7 +137,7 @@ def _evaluate(fn: Callable, args: list[Any], checked: Sequence[int], vs: list[Te
     if vs is None:
         gen = torch.Generator().manual_seed(seed)
         vs = [((torch.rand(o.shape, generator=gen, dtype=F64) + 0.5)
-               * _signs(o.shape, gen)).to(device=o.device, dtype=o.dtype) for o in outs]
+               * signs(o.shape, gen)).to(device=o.device, dtype=o.dtype) for o in outs]
     leaves = [args[i] for i in checked]
     pairs = [(o, v.to(o.dtype)) for o, v in zip(outs, vs, strict=True) if o.requires_grad]
     grads = [None] * len(leaves)
@@ -170,51 +146,6 @@ def _evaluate(fn: Callable, args: list[Any], checked: Sequence[int], vs: list[Te
                                          allow_unused=True))
     grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves, strict=True)]
     return [o.detach() for o in outs], [g.detach() for g in grads], vs
-
-
-def _finite_diff(a: Tensor, b: Tensor) -> Tensor:
-    d = (a.to(F64) - b.to(F64)).abs()
-    return torch.where(d.isfinite(), d, 0.0)
-
-
-@dataclass
-class _Judged:
-    ratio: float
-    index: tuple[int, ...]
-    got: float
-    want: float
-    bound: float
-    nonfinite: bool  # NaN/inf where the reference is finite, or another inf
-
-
-def judge(got: Tensor, ref: Tensor, size: Tensor, ref_low: Tensor | None,
-          dtype: torch.dtype) -> _Judged:
-    """``got`` (in ``dtype``) against the float64 reference ``ref``: the worst entry's
-    error/bound, with the bound of the module docstring (``size``: S; ``ref_low``: the
-    reference run in ``dtype``, or None)."""
-    got64, u = got.detach().to(F64), unit_roundoff(dtype)
-    target = ref.to(dtype).to(F64)  # the reference rounded to the dtype
-    scale = torch.where((ref.abs() + size).isfinite(), ref.abs() + size, 0.0)
-    floor = TENSOR_FLOOR * scale.max() if scale.numel() else 0.0
-    bound = ROUNDING_FACTOR * u * (scale + floor) + torch.finfo(dtype).tiny
-    if ref_low is not None:
-        bound = torch.maximum(bound, REFERENCE_FACTOR * _finite_diff(ref_low, ref))
-    err = torch.where(got64.isfinite() & ref.isfinite(), (got64 - ref).abs(), 0.0)
-    ratio = torch.where(err == 0, 0.0, err / bound)
-    undefined = ref.isnan()
-    bad = (target.isfinite() & ~got64.isfinite()) | (
-        ~target.isfinite() & ~undefined & (got64 != target) & ~(ratio <= 1))
-    if ref_low is not None:  # torch's own op overflows there too: the dtype's limit, not a bug
-        low = ref_low.detach().to(F64)
-        bad &= ~((~low.isfinite()) & ((low == got64) | (low.isnan() & got64.isnan())))
-    ratio = torch.where(bad, math.inf, torch.where(ratio.isnan(), 0.0, ratio))
-    if not ratio.numel():
-        return _Judged(0.0, (), math.nan, math.nan, math.nan, False)
-    flat = int(ratio.reshape(-1).argmax())
-    index = tuple(int(k) for k in torch.unravel_index(torch.tensor(flat), ratio.shape))
-    return _Judged(float(ratio.reshape(-1)[flat]), index, float(got64.reshape(-1)[flat]),
-                   float(ref.reshape(-1)[flat]), float(bound.reshape(-1)[flat]),
-                   bool(bad.any()))
 
 
 def check_precision(fn: Callable, samples: Sequence[Sample], reference: Callable,
@@ -259,7 +190,7 @@ def _one(fn, sample, reference, dtype, dname, names, probe, seed, rows, result, 
         outs = [o for o in flatten_outputs(fn(*args)) if o.is_floating_point()]
         probe.install([o for o in outs if o.requires_grad])
         gen = torch.Generator().manual_seed(seed)
-        vs = [((torch.rand(o.shape, generator=gen, dtype=F64) + 0.5) * _signs(o.shape, gen))
+        vs = [((torch.rand(o.shape, generator=gen, dtype=F64) + 0.5) * signs(o.shape, gen))
               .to(device=o.device, dtype=o.dtype) for o in outs]
         outs, grads, _ = _evaluate(lambda *a: outs, args, idx, vs, seed)
     except Exception as e:
@@ -271,11 +202,11 @@ def _one(fn, sample, reference, dtype, dname, names, probe, seed, rows, result, 
     sizes = [torch.zeros_like(t) for t in r_outs + r_grads]
     for p in range(PROBES):
         gen = torch.Generator().manual_seed(1000 + p)
-        moved = [v * (1 + PERTURBATION * _signs(v.shape, gen, v.device)) for v in v64]
-        with _Jitter(gen):
+        moved = [v * (1 + PERTURBATION * signs(v.shape, gen, v.device)) for v in v64]
+        with Jitter(gen):
             p_outs, p_grads, _ = _evaluate(reference, _prepare(raw, idx, F64, gen), idx, moved,
                                            seed)
-        sizes = [torch.maximum(s, _finite_diff(a, b) / PERTURBATION)
+        sizes = [torch.maximum(s, finite_difference(a, b) / PERTURBATION)
                  for s, a, b in zip(sizes, p_outs + p_grads, r_outs + r_grads, strict=True)]
     try:
         if not in_dtype:
