@@ -149,9 +149,11 @@ def torch_samples(n: int) -> list[Sample]:
     return samples
 
 
-def elementwise_samples(n: int, seed: int = 0) -> list[Sample]:
+def elementwise_samples(n: int, seed: int = 0, torch_generators: bool = True) -> list[Sample]:
     """The samples for an elementwise Function of ``n`` tensors; the extreme values are chosen
-    for the dtype ``make`` is called with (its tiny, its max, its ``log(max)``)."""
+    for the dtype ``make`` is called with (its tiny, its max, its ``log(max)``).
+    ``torch_generators``: add torch's own (:func:`torch_samples`; importing
+    ``torch.testing._internal`` takes seconds)."""
     if n < 1:
         raise ValueError(f"n={n} must be ≥ 1 (the Function's tensor inputs)")
     s = seed
@@ -169,7 +171,7 @@ def elementwise_samples(n: int, seed: int = 0) -> list[Sample]:
                _values(lambda dt: [math.inf, -math.inf, math.nan, 0.0, -0.0, 1.0], n)),
         Sample(f"long row of {LONG} positive values", s + 4, _long(s + 4, n)),
     ]
-    return samples + torch_samples(n)
+    return samples + (torch_samples(n) if torch_generators else [])
 
 
 def as_samples(samples: Any, seed: int = 0) -> list[Sample]:

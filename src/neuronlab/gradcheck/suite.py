@@ -131,12 +131,14 @@ def _manual_vs_autograd(spec, dtype: torch.dtype, device: str) -> float:
                + [relative_error(a, b) for a, b in zip(grads, ref_grads, strict=True)])
 
 
-def op_samples(spec) -> list[Sample]:
+def op_samples(spec, torch_generators: bool = False) -> list[Sample]:
     """The generated inputs an op is checked on in each dtype: the elementwise samples
-    (:func:`~neuronlab.gradcheck.samples.elementwise_samples`) for an activation, else the op's
-    own sampler at :data:`OP_SHAPES` (one seed each)."""
+    (:func:`~neuronlab.gradcheck.samples.elementwise_samples`, torch's own too with
+    ``torch_generators``: its import takes seconds) for an activation, else the op's own
+    sampler at :data:`OP_SHAPES` (one seed each). torch's OpInfo inputs for every op are
+    ``tests/test_opinfo.py``'s."""
     if spec.kind == "activation":
-        return elementwise_samples(1)
+        return elementwise_samples(1, torch_generators=torch_generators)
     return [Sample(f"{spec.name} sample", k,
                    lambda dt, shape=shape, k=k: spec.sample(shape, dt, "cpu", _generator(k)))
             for k, shape in enumerate(OP_SHAPES)]
