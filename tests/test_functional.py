@@ -32,6 +32,7 @@ from neuronlab.functional.losses import (
     CrossEntropyFunction,
     MSELossFunction,
 )
+from neuronlab.functional.norm import BatchNormFunction, LayerNormFunction
 from neuronlab.functional.pooling import AvgPoolFunction, MaxPoolFunction
 from neuronlab.functional.samplers import LAYER_KINDS
 from neuronlab.functional.softmax import LogSoftmaxFunction, SoftmaxFunction
@@ -59,6 +60,8 @@ FUNCTIONS: dict[str, tuple[type[torch.autograd.Function], tuple]] = {
     "max_pool2d": (MaxPoolFunction, ((3, 3), (2, 2), (1, 1), (1, 1), False)),
     "avg_pool1d": (AvgPoolFunction, ((3,), (2,), (1,), True, False, None)),
     "avg_pool2d": (AvgPoolFunction, ((3, 3), (2, 2), (1, 1), True, False, None)),
+    "layer_norm": (LayerNormFunction, ()),
+    "batch_norm": (BatchNormFunction, ()),
     "log_softmax": (LogSoftmaxFunction, (-1,)),
 }
 

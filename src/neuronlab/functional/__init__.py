@@ -5,6 +5,7 @@ from .activations import gelu, leaky_relu, relu, sigmoid, softplus, tanh
 from .conv import conv1d, conv2d
 from .linear import linear
 from .losses import binary_cross_entropy_with_logits, cross_entropy, mse_loss
+from .norm import batch_norm, layer_norm
 from .pooling import avg_pool1d, avg_pool2d, max_pool1d, max_pool2d
 from .precision import DtypeRule
 from .registry import (
@@ -28,6 +29,7 @@ __all__ = [
     "OpSpec",
     "avg_pool1d",
     "avg_pool2d",
+    "batch_norm",
     "binary_cross_entropy_with_logits",
     "check_backprop",
     "conv1d",
@@ -36,6 +38,7 @@ __all__ = [
     "gelu",
     "get_activation",
     "get_loss",
+    "layer_norm",
     "leaky_relu",
     "linear",
     "log_softmax",

@@ -18,6 +18,7 @@ from ..errors import unknown_choice
 from . import activations as A
 from . import conv as C
 from . import losses as L
+from . import norm as N
 from . import pooling as P
 from . import samplers as S
 from . import softmax as SM
@@ -146,6 +147,12 @@ OPS: dict[str, OpSpec] = {
                              ("avg", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True,
                                           count_include_pad=False))]
           for d in (1, 2)],
+        OpSpec("layer_norm", "norm", S.layer_norm_call(N.layer_norm, "layer_norm"),
+               S.layer_norm_call(F.layer_norm, "F.layer_norm"), S.sample_layer_norm,
+               N.LAYER_NORM, "nn.functional.layer_norm", public=N.layer_norm),
+        OpSpec("batch_norm", "norm", S.batch_norm_call(N.batch_norm, "batch_norm"),
+               S.batch_norm_call(F.batch_norm, "F.batch_norm"), S.sample_batch_norm,
+               N.BATCH_NORM, "nn.functional.batch_norm", public=N.batch_norm),
     ]
 }
 

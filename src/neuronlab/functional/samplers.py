@@ -79,6 +79,26 @@ def sample_layer_norm(shape, dtype, device, generator):
     return x, gamma, beta
 
 
+def layer_norm_call(layer_norm: Callable[..., Tensor], name: str) -> Callable[..., Tensor]:
+    """``layer_norm(x, γ.shape, γ, β)``: normalized over γ's shape, the trailing dims."""
+
+    def call(input: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        return layer_norm(input, tuple(weight.shape), weight, bias)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+def batch_norm_call(batch_norm: Callable[..., Tensor], name: str) -> Callable[..., Tensor]:
+    """``batch_norm(x, None, None, γ, β, training=True)``: the batch's own statistics."""
+
+    def call(input: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        return batch_norm(input, None, None, weight, bias, training=True)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
 def sample_batch_norm(shape, dtype, device, generator):
     """x of ``shape`` read as ``(N, C, *)`` (a 1-D shape as ``(N, 1)``), with γ, β of ``(C,)``."""
     shape = tuple(shape) if len(shape) > 1 else (*shape, 1)
