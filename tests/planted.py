@@ -207,6 +207,10 @@ PLANTS: dict[str, Plant] = {p.name: p for p in [
           P.BatchNormMissingTheMeanTerm, shape=(6, 3), reaches=None),
     Plant("layer_norm backward without the variance term", "missing term", "layer_norm",
           P.LayerNormMissingTheVarianceTerm, shape=(4, 5), reaches=None),
+    Plant("embedding ignores padding_idx", "padding", "embedding",
+          P.EmbeddingIgnoresPaddingIdx, shape=(4, 5), reaches=None),
+    Plant("dropout backward without 1/(1-p)", "factor", "dropout", P.DropoutWithoutTheScale,
+          reaches=None),
 ]}
 
 # the plants that change a model's gradients, on the CPU (compare_gradients, the audit)

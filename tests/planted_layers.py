@@ -14,6 +14,8 @@ import neuronlab.functional.conv as C
 import neuronlab.functional.norm as N
 import neuronlab.functional.pooling as P
 from neuronlab.functional.conv import ConvFunction
+from neuronlab.functional.dropout import DropoutFunction
+from neuronlab.functional.embedding import EmbeddingFunction, embedding_backward
 from neuronlab.functional.norm import BatchNormFunction, LayerNormFunction
 from neuronlab.functional.pooling import AvgPoolFunction, MaxPoolFunction
 from neuronlab.functional.softmax import LogSoftmaxFunction, SoftmaxFunction
@@ -106,3 +108,21 @@ class LayerNormMissingTheVarianceTerm(LayerNormFunction):
         _, gw, gb = N.layer_norm_backward(grad_output, input, weight, ctx.normalized_shape,
                                           ctx.eps, (False, True, True), ctx.has_bias)
         return grad, None, gw, gb, None
+
+
+class EmbeddingIgnoresPaddingIdx(EmbeddingFunction):
+    """Every lookup scatter-added, the padding row's too."""
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        (indices,) = ctx.saved_tensors
+        return None, embedding_backward(grad_output, indices, ctx.num_rows, None), None
+
+
+class DropoutWithoutTheScale(DropoutFunction):
+    """∂L/∂x = g ⊙ m: the mask, without the 1/(1 − p) the forward scaled by."""
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        (noise,) = ctx.saved_tensors
+        return grad_output * (noise != 0).to(grad_output.dtype), None

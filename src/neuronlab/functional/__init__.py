@@ -3,6 +3,8 @@
 
 from .activations import gelu, leaky_relu, relu, sigmoid, softplus, tanh
 from .conv import conv1d, conv2d
+from .dropout import dropout
+from .embedding import embedding
 from .linear import linear
 from .losses import binary_cross_entropy_with_logits, cross_entropy, mse_loss
 from .norm import batch_norm, layer_norm
@@ -36,6 +38,8 @@ __all__ = [
     "conv2d",
     "cross_entropy",
     "gelu",
+    "dropout",
+    "embedding",
     "get_activation",
     "get_loss",
     "layer_norm",
