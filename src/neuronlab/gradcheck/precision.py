@@ -239,7 +239,7 @@ def _one(fn, sample, reference, dtype, dname, names, probe, seed, rows, result, 
                 what = ("not finite where the reference is" if j.nonfinite and
                         math.isfinite(j.want) else f"{j.ratio:.3g}× the bound {j.bound:.3g}")
                 tensor = label if label.startswith("output") else f"∂L/∂{label}"
-                at = "".join(f", {names[i]}={float(raw[i].reshape(got.shape)[j.index]):.6g}"
+                at = "".join(f", {names[i]}={float(raw[i].detach()[j.index]):.6g}"
                              for i in idx if raw[i].shape == got.shape and got.numel())
                 row.problem = (f"{dname} {tensor} at index {list(j.index)}{at}: got "
                                f"{j.got:.6g}, reference {j.want:.6g} ({what}); on {where}")
