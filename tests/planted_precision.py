@@ -135,6 +135,29 @@ def scale(x: Tensor, w: Tensor) -> Tensor:
     return x * w
 
 
+def scale_samples(dtype: torch.dtype) -> list[tuple[Tensor, float]]:
+    """A user's samples for a Function with a non-tensor argument: (x, factor)."""
+    return [(torch.linspace(-3, 3, 7, dtype=dtype), 2.0), (torch.ones(2, 3, dtype=dtype), 0.5)]
+
+
+class TimesConstant(torch.autograd.Function):
+    """y = c · x for a Python float c (no gradient)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, c: float) -> Tensor:
+        ctx.c = c
+        return x * c
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return grad * ctx.c, None
+
+
+def times_constant(x: Tensor, c: float) -> Tensor:
+    """The reference."""
+    return x * c
+
+
 # bug → (twin, reference)
 PLANTED = {
     "SoftplusExpRatio": ("Softplus", "torch.nn.functional:softplus"),

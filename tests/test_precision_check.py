@@ -179,6 +179,23 @@ def test_user_samples_are_used_and_printed():
     assert report.ok, str(report)
 
 
+def test_cli_samples_for_a_function_with_a_float_argument(capsys):
+    args = ["--function", "planted_precision:TimesConstant", "--reference",
+            "planted_precision:times_constant", "--dtype", "bfloat16"]
+    assert main([*args, "--samples", "planted_precision:scale_samples"]) == 0
+    assert "bfloat16  x       0                  0/2" in capsys.readouterr().out
+    assert main([*args, "--samples", "planted_precision:TimesConstant"]) == 2  # not samples
+
+
+def test_no_sample_judged_is_an_error():
+    def refuses(x, y):
+        raise TypeError("no")
+
+    report = check_function(refuses, reference=refuses, dtypes=["bfloat16"],
+                            samples=[(torch.ones(2),)])
+    assert not report.ok
+
+
 def test_bad_dtypes_and_samples_are_refused():
     with pytest.raises(ValueError, match="dtypes: 'float8' is not one of"):
         check_function(torch.sin, _x(2), dtypes=["float8"])

@@ -100,13 +100,14 @@ def load_callable(spec: str, option: str = "--function") -> Callable:
 
 
 def check_user_function(function: str, reference: str | None, dtypes: Sequence[str],
-                        seed: int = 0) -> int:
+                        seed: int = 0, samples: str | None = None) -> int:
     """``neuronlab-check --function``: print the report, return the exit status (0/1/2)."""
     try:
         fn = load_callable(function)
         ref = None if reference is None else load_callable(reference, "--reference")
-        report = check_function(fn, reference=ref, dtypes=dtypes, seed=seed)
-    except ValueError as e:
+        gen = None if samples is None else load_callable(samples, "--samples")
+        report = check_function(fn, reference=ref, dtypes=dtypes, seed=seed, samples=gen)
+    except (ValueError, TypeError) as e:
         print(f"neuronlab-check: error: {e}", file=sys.stderr)
         return 2
     print(report)
@@ -127,16 +128,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="check your own Function (or function of tensors) instead")
     parser.add_argument("--reference", metavar="MODULE:NAME",
                         help="with --function: plain-torch code computing the same")
+    parser.add_argument("--samples", metavar="MODULE:NAME",
+                        help="with --function: your samples(dtype) -> list of input tuples, "
+                             "instead of the generated elementwise inputs")
     parser.add_argument("--seed", type=int, default=0, help="with --function: seeds v")
     args = parser.parse_args(argv)
     if args.function is None:
-        if args.reference is not None:
-            parser.error("--reference needs --function")
+        if args.reference is not None or args.samples is not None:
+            parser.error("--reference and --samples need --function")
     else:
         if args.op or args.device:
             parser.error("--function checks one Function on the cpu: drop --op/--device")
         return check_user_function(args.function, args.reference, args.dtype or list(DTYPES),
-                                   args.seed)
+                                   args.seed, args.samples)
     for op in args.op or []:
         if op not in OPS:
             parser.error(str(unknown_choice("--op", op, OPS)))

@@ -170,6 +170,9 @@ def check_precision(fn: Callable, samples: Sequence[Sample], reference: Callable
         for n, sample in enumerate(samples):
             _one(fn, sample, reference, dtype, dname, names, probe, seed + n, rows, result,
                  reference_in_dtype)
+        if samples and not any(key[0] == dname for key in rows) and not result.errors:
+            result.errors.append(f"{dname}: no sample was judged (the reference raises on "
+                                 "every one): pass inputs or samples= that it takes")
     result.rows = list(rows.values())
     return result
 

@@ -181,7 +181,12 @@ def as_samples(samples: Any, seed: int = 0) -> list[Sample]:
         return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
     if callable(samples):
-        count = len(list(samples(F64)))
+        try:
+            count = len(list(samples(F64)))
+        except Exception as e:
+            raise TypeError(f"samples(torch.float64) raised {type(e).__name__}: {e}; samples "
+                            "must be a list of input tuples or samples(dtype) returning one") \
+                from e
         return [Sample(f"samples(dtype)[{k}]", seed,
                        lambda dt, k=k: tup(list(samples(dt))[k])) for k in range(count)]
     if isinstance(samples, (str, bytes)) or not isinstance(samples, Iterable):
