@@ -4,8 +4,8 @@
   random upstream gradient ``v``) against central finite differences and, optionally, autograd
   through a plain-torch ``reference``; with ``dtypes=`` also in float32/bfloat16/float16, on
   the inputs rounded to each (or generated ones, :mod:`.samples`), against the float64
-  reference within a rounding bound (:mod:`.precision`). It also watches each custom Function's *raw* backward
-  output, because torch's engine silently sums an unreduced broadcast dimension and casts a
+  reference within a rounding bound (:mod:`.precision`). It also watches each custom
+  Function's *raw* backward output, because torch's engine silently sums an unreduced broadcast dimension and casts a
   wrong dtype (the final gradient then looks right), and whether a backward writes into its
   ``grad_output``.
 - :func:`compare_gradients` — a whole model: each parameter's gradient through the manual
@@ -26,9 +26,9 @@ Grades: ``good`` (rel ≤ 1e-7), ``acceptable`` (≤ 1e-4, typical near kinks), 
 
 
 from .function import FunctionReport, InputReport, check_function
-from .precision import PrecisionResult, PrecisionRow, check_precision
 from .grading import ACCEPTABLE, GOOD, grade, relative_error
 from .model import GradientReport, ParameterRow, compare_gradients, default_tolerance
+from .precision import PrecisionResult, PrecisionRow, check_precision
 from .rounding import ROUNDING_FACTOR, gradient_terms, unit_roundoff
 from .samples import Sample, elementwise_samples
 from .suite import CheckRow, SuiteResult, run_checks
