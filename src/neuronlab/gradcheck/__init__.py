@@ -5,9 +5,9 @@
   through a plain-torch ``reference``; with ``dtypes=`` also in float32/bfloat16/float16, on
   the inputs rounded to each (or generated ones, :mod:`.samples`), against the float64
   reference within a rounding bound (:mod:`.precision`). It also watches each custom
-  Function's *raw* backward output, because torch's engine silently sums an unreduced broadcast dimension and casts a
-  wrong dtype (the final gradient then looks right), and whether a backward writes into its
-  ``grad_output``.
+  Function's *raw* backward output, because torch's engine silently sums an unreduced
+  broadcast dimension and casts a wrong dtype (the final gradient then looks right), and
+  whether a backward writes into its ``grad_output``.
 - :func:`compare_gradients` — a whole model: each parameter's gradient through the manual
   Functions vs through autograd, same parameters, same batch. A model's gradient is a sum whose
   terms cancel near a minimum, so its difference is judged against a *rounding bound*,
