@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import planted_backwards as B
+import planted_layers as P
 import pytest
 import torch
 from torch import Tensor
@@ -152,10 +153,10 @@ PLANTS: dict[str, Plant] = {p.name: p for p in [
     # an activation's backward machinery
     Plant("sigmoid upstream ignored", "upstream ignored", "sigmoid", B.SigmoidUpstreamIgnored),
     Plant("sigmoid gradient in float32", "dtype", "sigmoid", B.SigmoidGradientInFloat32,
-          finding="dtype torch.float32, expected torch.float64", blamed=0, reaches=None),
+          finding="as torch.float32 for a torch.float64 input", blamed=0, reaches=None),
     Plant("sigmoid gradient in float64 for float32", "dtype", "sigmoid",
           B.SigmoidGradientInFloat64, dtype=torch.float32,
-          finding="dtype torch.float64, expected torch.float32", blamed=0, reaches=None),
+          finding="as torch.float64 for a torch.float32 input", blamed=0, reaches=None),
     Plant("sigmoid gradient on the CPU", "device", "sigmoid", B.SigmoidGradientOnCPU,
           device="cuda", finding="device", blamed=0, reaches=None),
     Plant("sigmoid g.mul_", "in place", "sigmoid", B.SigmoidWritesGradOutput,
@@ -189,6 +190,27 @@ PLANTS: dict[str, Plant] = {p.name: p for p in [
           shape=(4, 2), finding="invalid gradient at index 2", blamed=2, reaches=None),
     Plant("linear grads swapped", "wrong input", "linear", B.LinearGradsSwapped, shape=(3, 3),
           reaches=None),  # in a model x needs no gradient: W gets None, or shapes clash
+    # the layer ops past the MLP (their models' audits: the models' own tests)
+    Plant("softmax without the sum term", "missing term", "softmax", P.SoftmaxWithoutTheSum,
+          reaches=None),
+    Plant("log_softmax without exp", "missing term", "log_softmax", P.LogSoftmaxWithoutExp,
+          reaches=None),
+    Plant("conv dW ignores the stride", "stride", "conv1d", P.ConvWeightIgnoresStride,
+          shape=(2, 3, 7), reaches=None),
+    Plant("conv2d dW ignores the stride", "stride", "conv2d", P.ConvWeightIgnoresStride,
+          shape=(2, 5, 6), reaches=None),
+    *[Plant(f"max_pool{d}d gradient at the wrong index", "wrong index", f"max_pool{d}d",
+            P.MaxPoolWrongIndex, shape=(2, 3, 6), reaches=None) for d in (1, 2)],
+    *[Plant(f"avg_pool{d}d padding counted", "divisor", f"avg_pool{d}d",
+            P.AvgPoolDividesByTheKernel, shape=(2, 3, 6), reaches=None) for d in (1, 2)],
+    Plant("batch_norm backward without the mean term", "missing term", "batch_norm",
+          P.BatchNormMissingTheMeanTerm, shape=(6, 3), reaches=None),
+    Plant("layer_norm backward without the variance term", "missing term", "layer_norm",
+          P.LayerNormMissingTheVarianceTerm, shape=(4, 5), reaches=None),
+    Plant("embedding ignores padding_idx", "padding", "embedding",
+          P.EmbeddingIgnoresPaddingIdx, shape=(4, 5), reaches=None),
+    Plant("dropout backward without 1/(1-p)", "factor", "dropout", P.DropoutWithoutTheScale,
+          reaches=None),
 ]}
 
 # the plants that change a model's gradients, on the CPU (compare_gradients, the audit)

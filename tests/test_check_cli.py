@@ -35,8 +35,9 @@ def test_run_checks_all_ops_pass():
     assert not failed and result.ok
     f64 = [r for r in rows if r.dtype == "float64" and r.op in OPS]
     assert all(r.gradcheck and r.gradgradcheck and r.grade == "good" for r in f64)
-    # float64: 4 checks per op, float32: manual vs autograd, the MLP: 1 per dtype
-    assert result.checks == result.passed == 4 * len(OPS) + len(OPS) + 2
+    # float64: 4 checks per op, float32: check_function's bound and manual vs autograd, the
+    # MLP: 1 per dtype
+    assert result.checks == result.passed == 4 * len(OPS) + 2 * len(OPS) + 2
 
 
 def test_unknown_op_exits_2_listing_the_ops(capsys):
@@ -49,8 +50,8 @@ def test_unknown_op_exits_2_listing_the_ops(capsys):
 
 
 def test_run_checks_rejects_unknown_names():
-    with pytest.raises(ValueError, match="dtype='float16' is not one of"):
-        run_checks(["tanh"], ["float16"], ["cpu"], mlp=False)
+    with pytest.raises(ValueError, match="dtype='float8' is not one of"):
+        run_checks(["tanh"], ["float8"], ["cpu"], mlp=False)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
@@ -67,8 +68,8 @@ def test_broken_op_exits_1(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert code == 1
     assert "FAIL" in out and "sigmoid (cpu, float64):" in out
-    # every sigmoid check fails (4 in float64, 1 in float32); all 5 of tanh's pass
-    assert SUMMARY.search(out).groups() == ("10", "5", "5")
+    # every sigmoid check fails (4 in float64, 2 in float32); all 6 of tanh's pass
+    assert SUMMARY.search(out).groups() == ("12", "6", "6")
 
 
 def test_broken_mlp_fails(monkeypatch):

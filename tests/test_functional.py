@@ -25,12 +25,19 @@ from neuronlab.functional.activations import (
     SoftplusFunction,
     TanhFunction,
 )
+from neuronlab.functional.conv import ConvFunction
+from neuronlab.functional.dropout import DropoutFunction
+from neuronlab.functional.embedding import EmbeddingFunction
 from neuronlab.functional.linear import LinearFunction
 from neuronlab.functional.losses import (
     BCEWithLogitsFunction,
     CrossEntropyFunction,
     MSELossFunction,
 )
+from neuronlab.functional.norm import BatchNormFunction, LayerNormFunction
+from neuronlab.functional.pooling import AvgPoolFunction, MaxPoolFunction
+from neuronlab.functional.samplers import LAYER_KINDS
+from neuronlab.functional.softmax import LogSoftmaxFunction, SoftmaxFunction
 
 SHAPES = [(5,), (4, 3), (2, 3, 4)]
 LOSS_NAMES = ["mse_loss", "binary_cross_entropy_with_logits", "cross_entropy"]
@@ -48,6 +55,18 @@ FUNCTIONS: dict[str, tuple[type[torch.autograd.Function], tuple]] = {
     "mse_loss": (MSELossFunction, ("mean",)),
     "binary_cross_entropy_with_logits": (BCEWithLogitsFunction, (None, None, "mean")),
     "cross_entropy": (CrossEntropyFunction, (None, "mean", -100, 0.0)),
+    "softmax": (SoftmaxFunction, (-1,)),
+    "conv1d": (ConvFunction, ((2,), ((1, 1),), (1,), 1)),
+    "conv2d": (ConvFunction, ((2, 2), ((1, 1), (1, 1)), (1, 1), 1)),
+    "max_pool1d": (MaxPoolFunction, ((3,), (2,), (1,), (1,), False)),
+    "max_pool2d": (MaxPoolFunction, ((3, 3), (2, 2), (1, 1), (1, 1), False)),
+    "avg_pool1d": (AvgPoolFunction, ((3,), (2,), (1,), True, False, None)),
+    "avg_pool2d": (AvgPoolFunction, ((3, 3), (2, 2), (1, 1), True, False, None)),
+    "layer_norm": (LayerNormFunction, ()),
+    "batch_norm": (BatchNormFunction, ()),
+    "dropout": (DropoutFunction, ()),
+    "embedding": (EmbeddingFunction, ()),
+    "log_softmax": (LogSoftmaxFunction, (-1,)),
 }
 
 
@@ -82,7 +101,7 @@ def _clone(inputs) -> tuple:
 def test_table_is_complete():
     assert set(FUNCTIONS) == set(OPS)
     for spec in OPS.values():
-        assert spec.kind in ("linear", "activation", "loss")
+        assert spec.kind in ("linear", "activation", "loss", *LAYER_KINDS)
 
 
 # ---- finite differences (float64) ---------------------------------------------------------
@@ -442,7 +461,10 @@ def test_vmap_grad_per_sample(name, shape):
     def f(*inputs):
         return spec.manual(*inputs).sum()
 
-    per_sample = torch.func.vmap(torch.func.grad(f, argnums=argnums))(*stacked)
+    # dropout draws its mask inside: the same mask for every sample, as in the loop
+    randomness = "same" if spec.kind == "dropout" else "error"
+    per_sample = torch.func.vmap(torch.func.grad(f, argnums=argnums),
+                                 randomness=randomness)(*stacked)
     for k, sample in enumerate(samples):
         twin = _clone(sample)
         expected = torch.autograd.grad(

@@ -17,7 +17,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 LAYERS = {
     "__init__": 0, "errors": 0, "schema": 0, "paths": 0,
     "functional": 1, "optim": 1, "init": 1, "data": 1,
-    "modules": 2, "gradcheck": 2,
+    "modules": 2, "gradcheck": 2, "testing": 2,
     "training": 3,
     "experiments": 4, "explain": 4,
     "config": 5, "cli": 5,

@@ -2,10 +2,12 @@
 
 - :func:`check_function` — one op: its vector-Jacobian product Jᵀv (backprop of a seeded
   random upstream gradient ``v``) against central finite differences and, optionally, autograd
-  through a plain-torch ``reference``. It also watches each custom Function's *raw* backward
-  output, because torch's engine silently sums an unreduced broadcast dimension and casts a
-  wrong dtype (the final gradient then looks right), and whether a backward writes into its
-  ``grad_output``.
+  through a plain-torch ``reference``; with ``dtypes=`` also in float32/bfloat16/float16, on
+  the inputs rounded to each (or generated ones, :mod:`.samples`), against the float64
+  reference within a rounding bound (:mod:`.precision`). It also watches each custom
+  Function's *raw* backward output, because torch's engine silently sums an unreduced
+  broadcast dimension and casts a wrong dtype (the final gradient then looks right), and
+  whether a backward writes into its ``grad_output``.
 - :func:`compare_gradients` — a whole model: each parameter's gradient through the manual
   Functions vs through autograd, same parameters, same batch. A model's gradient is a sum whose
   terms cancel near a minimum, so its difference is judged against a *rounding bound*,
@@ -26,7 +28,9 @@ Grades: ``good`` (rel ≤ 1e-7), ``acceptable`` (≤ 1e-4, typical near kinks), 
 from .function import FunctionReport, InputReport, check_function
 from .grading import ACCEPTABLE, GOOD, grade, relative_error
 from .model import GradientReport, ParameterRow, compare_gradients, default_tolerance
+from .precision import PrecisionResult, PrecisionRow, check_precision
 from .rounding import ROUNDING_FACTOR, gradient_terms, unit_roundoff
+from .samples import Sample, elementwise_samples
 from .suite import CheckRow, SuiteResult, run_checks
 
 __all__ = [
@@ -37,11 +41,16 @@ __all__ = [
     "GradientReport",
     "InputReport",
     "ParameterRow",
+    "PrecisionResult",
+    "PrecisionRow",
     "ROUNDING_FACTOR",
+    "Sample",
     "SuiteResult",
     "check_function",
+    "check_precision",
     "compare_gradients",
     "default_tolerance",
+    "elementwise_samples",
     "grade",
     "gradient_terms",
     "relative_error",

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import takewhile
 from typing import Any
 
 import torch
@@ -24,7 +22,10 @@ from .grading import (
     text_table,
     worst_grade,
 )
+from .precision import PrecisionResult, check_precision
 from .probe import BackwardProbe
+from .samples import Sample, as_samples, elementwise_samples
+from .signature import dtype_names, input_names, parameters
 
 
 @dataclass
@@ -39,6 +40,7 @@ class InputReport:
     reference_rel_error: float | None = None
     max_rel_error: float = math.nan  # the graded number: the worse of FD and reference
     worst_entry: tuple[int, ...] | None = None  # where |analytic − FD| is largest
+    worst_values: tuple[float, float] = (math.nan, math.nan)  # (backward, FD) there
     kinks: int = 0  # entries within eps of a kink: left out of the FD comparison
     grade: str = "error"  # good | acceptable | wrong | error (a problem below, or a raise)
     problems: list[str] = field(default_factory=list)
@@ -54,13 +56,16 @@ class FunctionReport:
     forward_rel_error: float | None = None  # output vs the reference's output
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    precision: PrecisionResult | None = None  # the dtypes' checks, when dtypes were asked for
+    samples: list[str] = field(default_factory=list)  # the samples checked, replayable
 
     @property
     def grade(self) -> str:
         if self.errors or not self.inputs:
             return "error"
         fwd = "good" if self.forward_rel_error is None else grade(self.forward_rel_error)
-        return worst_grade([fwd] + [r.grade for r in self.inputs])
+        low = "good" if self.precision is None or self.precision.ok else "wrong"
+        return worst_grade([fwd, low] + [r.grade for r in self.inputs])
 
     @property
     def ok(self) -> bool:
@@ -82,6 +87,12 @@ class FunctionReport:
                                    "rel err ref", "kinks", "grade"), rows)]
         lines += [f"problem: input {r.index} ({r.name}): {p}" for r in self.inputs
                   for p in r.problems]
+        lines += [f"problem: input {r.index} ({r.name}): ∂L/∂{r.name} is {r.grade}; worst "
+                  f"entry {list(r.worst_entry)}: backward {r.worst_values[0]:.6g}, finite "
+                  f"differences {r.worst_values[1]:.6g}" for r in self.inputs
+                  if r.grade == "wrong" and r.worst_entry is not None and not r.problems]
+        lines += [] if self.precision is None else self.precision.lines()
+        lines += [f"sample: {s}" for s in self.samples] if not self.ok else []
         return "\n".join(lines + [f"error: {e}" for e in self.errors]
                          + [f"warning: {w}" for w in self.warnings])
 
@@ -92,39 +103,34 @@ def _to_float64(x: Any) -> Any:
     return x
 
 
-def _names(fn: Callable, n: int) -> tuple[str, list[str]]:
-    """``fn``'s name, and its first ``n`` positional parameters' (``input{i}`` if unknown)."""
-    owner = getattr(fn, "__self__", None)
-    is_function = isinstance(owner, type) and issubclass(owner, torch.autograd.Function)
-    name = f"{owner.__name__}.apply" if is_function else getattr(fn, "__qualname__", repr(fn))
-    try:
-        params = inspect.signature(owner.forward if is_function else fn).parameters.values()
-    except (TypeError, ValueError):
-        params = []
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    names = [p.name for p in takewhile(lambda p: p.kind in positional, params)][:n]
-    return name, names + [f"input{i}" for i in range(len(names), n)]
-
-
 @torch.enable_grad()
 def check_function(fn: Callable[..., Any], *inputs: Any,
                    reference: Callable[..., Any] | None = None, eps: float = 1e-6,
-                   seed: int = 0) -> FunctionReport:
-    """Check ``fn``'s backward on ``inputs``, in float64.
+                   seed: int = 0, dtypes: Any = (), samples: Any = None) -> FunctionReport:
+    """Check ``fn``'s backward on ``inputs``, in float64, and in each of ``dtypes``.
 
     Args:
         fn: any function of tensors: ``linear``, a custom ``Function.apply``, a user's function.
         *inputs: its positional arguments. Floating tensors that require grad are checked, as
-            float64 copies; anything else (class-index targets, floats) passes through.
+            float64 copies; anything else (class-index targets, floats) passes through. None
+            given: generated ones (:func:`~neuronlab.gradcheck.samples.elementwise_samples`,
+            for an elementwise ``fn`` of as many tensors as its ``forward`` names).
         reference: plain-torch code computing the same; its output and its autograd gradient
             (same ``v``) are compared too.
         eps: the finite-difference step.
         seed: seeds the random upstream gradient ``v`` (one per floating output).
+        dtypes: ``"float32"``, ``"bfloat16"``, ``"float16"`` (``"float64"`` too): ``fn`` runs
+            on the inputs rounded to each, its output and gradients judged against the float64
+            reference on the same rounded inputs (:mod:`.precision`; without a ``reference``,
+            ``fn`` itself in float64, as checked by finite differences).
+        samples: more inputs for the dtypes' checks: a list of input tuples, or a callable
+            ``samples(dtype)`` returning one. The float64 check uses ``inputs`` (or, when none
+            are given, the first sample).
 
     Returns:
         A :class:`FunctionReport`. ``.ok`` is False when an input grades ``wrong``, a backward
         returned a gradient of the wrong shape/dtype/device, modified its grad_output in place
-        or gave a different result the second time, or anything raised.
+        or gave a different result the second time, a dtype's check failed, or anything raised.
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
@@ -132,9 +138,25 @@ def check_function(fn: Callable[..., Any], *inputs: Any,
         raise TypeError(f"reference must be callable or None, got {type(reference).__name__}")
     if not eps > 0:
         raise ValueError(f"eps={eps!r} must be > 0")
+    low = dtype_names(dtypes)
+    extra = [] if samples is None else as_samples(samples, seed)
+    if not inputs:
+        if not extra:
+            n = len(parameters(fn, True)) or len(parameters(reference, True))
+            if not n:
+                raise ValueError("no inputs given, and neither fn nor reference names its "
+                                 "parameters: pass inputs or samples=")
+            extra = elementwise_samples(n, seed)
+        first = extra[0].make(F64)
+        mark = not any(getattr(t, "requires_grad", False) for t in first)
+        inputs = tuple(t.detach().requires_grad_(True) if mark and isinstance(t, Tensor)
+                       and t.is_floating_point() else t for t in first)
+        ours = extra
+    else:
+        ours = [Sample("your inputs", seed, lambda dt: inputs)] + extra
     args = [_to_float64(x) for x in inputs]
     checked = [i for i, x in enumerate(args) if isinstance(x, Tensor) and x.requires_grad]
-    name, names = _names(fn, len(args))
+    name, names = input_names(fn, len(args), reference)
     report = FunctionReport(name, eps)
     report.inputs = [InputReport(i, names[i], tuple(args[i].shape)) for i in checked]
     rows = {f"input {r.index} ({r.name})": r for r in report.inputs}
@@ -170,8 +192,11 @@ def check_function(fn: Callable[..., Any], *inputs: Any,
         probe.note(probe.label(node, int(m.group(1))) if node is not None and m else None,
                    f"backward: {type(e).__name__}: {str(e).splitlines()[0]}")
     if any(isinstance(inputs[i], Tensor) and inputs[i].dtype != F64 for i in checked):
-        for problem in _native_dtype_problems(fn, inputs, checked, list(rows)):
-            probe.note(*problem)
+        _native_dtype_problems(fn, inputs, checked, list(rows), probe)
+    if low:
+        report.precision = check_precision(fn, ours, reference or fn, low, names, probe,
+                                           seed, reference_in_dtype=reference is not None)
+        report.samples = [s.describe() for s in ours]
     for who, msg in probe.problems:
         (rows[who].problems if who in rows else report.errors).append(msg)
     if analytic is None:
@@ -190,14 +215,14 @@ def check_function(fn: Callable[..., Any], *inputs: Any,
     return report
 
 
-def _native_dtype_problems(fn, inputs, checked, labels) -> list[tuple[str | None, str]]:
+def _native_dtype_problems(fn, inputs, checked, labels, probe: BackwardProbe) -> None:
     """One backward in the inputs' own dtypes (no finite differences): a gradient of the wrong
-    dtype, which the float64 copies would hide, shows here."""
+    dtype, which the float64 copies would hide, shows here (in ``probe``)."""
     args = list(inputs)
     for i in checked:
         args[i] = inputs[i].detach().clone().requires_grad_(True)
     leaves = [args[i] for i in checked]
-    probe = BackwardProbe({id(x): label for x, label in zip(leaves, labels, strict=True)})
+    probe.leaves.update({id(x): label for x, label in zip(leaves, labels, strict=True)})
     try:
         outs = [o for o in flatten_outputs(fn(*args)) if o.is_floating_point() and o.requires_grad]
         probe.install(outs)
@@ -205,7 +230,6 @@ def _native_dtype_problems(fn, inputs, checked, labels) -> list[tuple[str | None
     except Exception as e:
         probe.note(None, f"backward in the inputs' dtype: {type(e).__name__}: "
                          f"{str(e).splitlines()[0]}")
-    return probe.problems
 
 
 def _reference(reference, inputs, checked, keep, vs, outs, report) -> list[Tensor] | None:
@@ -234,6 +258,7 @@ def _grade_input(row: InputReport, a: Tensor, fd: Tensor, jump: Tensor, noise: T
     row.max_abs_error = max_abs(diff)
     if diff.numel():
         row.worst_entry = tuple(int(k) for k in torch.unravel_index(diff.argmax(), diff.shape))
+        row.worst_values = (float(a[row.worst_entry]), float(fd[row.worst_entry]))
     row.fd_rel_error = relative_error(a[smooth], fd[smooth], floor=1e5 * max_abs(noise))
     if ref is not None:
         row.reference_rel_error = relative_error(a, ref.cpu())

@@ -28,8 +28,20 @@ class BackwardProbe:
 
     def __init__(self, leaves: dict[int, str]) -> None:
         self.leaves = leaves
-        self.problems: list[tuple[str | None, str]] = []  # (label of the input or None, msg)
+        self.notes: list[tuple[str | None, str]] = []  # (label of the input or None, msg)
+        self.dtypes: dict[tuple[str | None, str, int, Any], list[Any]] = {}  # → inputs' dtypes
         self.current: Any = None  # the node whose backward ran last
+
+    @property
+    def problems(self) -> list[tuple[str | None, str]]:
+        """Every problem seen, ``(label or None, message)``; a gradient of the wrong dtype is
+        one line however many runs (float64, bfloat16, …) returned it."""
+        lines = list(self.notes)
+        for (label, node, k, got), wants in self.dtypes.items():
+            inputs = " and ".join(str(w) for w in wants)
+            lines.append((label, f"{node} returned gradient {k} as {got} for a {inputs} "
+                                 "input: a gradient must have its input's dtype"))
+        return lines
 
     def install(self, outputs: Sequence[Tensor]) -> None:
         """Wrap every custom Function node in the graph behind ``outputs``."""
@@ -49,8 +61,8 @@ class BackwardProbe:
 
     def note(self, label: str | None, msg: str) -> None:
         """Record a problem once, pinned on an input's label (or on none)."""
-        if (label, msg) not in self.problems:
-            self.problems.append((label, msg))
+        if (label, msg) not in self.notes:
+            self.notes.append((label, msg))
 
     def _wrap(self, node: Any) -> None:
         original, raw = node.apply, []
@@ -69,8 +81,11 @@ class BackwardProbe:
         def compare(grad_inputs, grad_outputs):  # grad_inputs: after the engine's sum_to/cast
             given = [(k, g) for k, g in enumerate(grad_inputs) if g is not None]
             for (k, g), r in zip(given, raw, strict=False):
+                if r.dtype != g.dtype:
+                    wants = self.dtypes.setdefault((self.label(node, k), node.name(), k,
+                                                    r.dtype), [])
+                    wants += [] if g.dtype in wants else [g.dtype]
                 for what, got, want in (("shape", tuple(r.shape), tuple(g.shape)),
-                                        ("dtype", r.dtype, g.dtype),
                                         ("device", r.device, g.device)):
                     if got != want:
                         hint = " (a broadcast dimension not reduced?)" if what == "shape" else ""

@@ -2,8 +2,10 @@
 
 For every op in ``neuronlab.functional.OPS``, in float64: ``torch.autograd.gradcheck`` and
 ``gradgradcheck`` (batched too) of the manual Function, and :func:`check_function` against
-finite differences and the plain-torch reference; in each dtype: manual vs autograd values and
-gradients. Then a whole MLP on a real batch (scikit-learn's digits), manual vs autograd.
+finite differences and the plain-torch reference; in each dtype (float64, float32, bfloat16,
+float16): :func:`check_function`'s bound on the generated inputs (:func:`op_samples`, the
+rounded inputs against the float64 reference, :mod:`.precision`) and manual vs autograd values
+and gradients. Then a whole MLP on a real batch (scikit-learn's digits), manual vs autograd.
 
 "manual vs autograd" is the measured difference as a multiple of what is allowed (≤ 1
 passes): for one op on random inputs, the relative error over the dtype's tolerance
@@ -32,8 +34,12 @@ from .function import check_function
 from .grading import relative_error
 from .model import compare_gradients, default_tolerance
 from .rounding import ROUNDING_FACTOR
+from .samples import Sample, elementwise_samples
 
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16,
+          "float16": torch.float16}
+DEFAULT_DTYPES = ("float64", "float32")
+OP_SHAPES = ((4, 5), (1, 7), (64, 33), (3,))  # non-elementwise ops: spec.sample at these
 DEVICES = ("cpu", "cuda")
 SHAPE = (4, 5)  # (batch, features): small, so finite differences and gradcheck are quick
 MLP_SIZES = [64, 32, 32, 10]
@@ -125,22 +131,37 @@ def _manual_vs_autograd(spec, dtype: torch.dtype, device: str) -> float:
                + [relative_error(a, b) for a, b in zip(grads, ref_grads, strict=True)])
 
 
+def op_samples(spec, torch_generators: bool = False) -> list[Sample]:
+    """The generated inputs an op is checked on in each dtype: the elementwise samples
+    (:func:`~neuronlab.gradcheck.samples.elementwise_samples`, torch's own too with
+    ``torch_generators``: its import takes seconds) for an activation, else the op's own
+    sampler at :data:`OP_SHAPES` (one seed each). torch's OpInfo inputs for every op are
+    ``tests/test_opinfo.py``'s."""
+    if spec.kind == "activation":
+        return elementwise_samples(1, torch_generators=torch_generators)
+    return [Sample(f"{spec.name} sample", k,
+                   lambda dt, shape=shape, k=k: spec.sample(shape, dt, "cpu", _generator(k)))
+            for k, shape in enumerate(OP_SHAPES)]
+
+
 def _check_op(name: str, dtypes: Sequence[str], device: str) -> list[CheckRow]:
     spec = OPS[name]
     rows = []
     for dtype in dtypes:
         tolerance = default_tolerance(DTYPES[dtype], device)
         row = CheckRow(name, device, dtype, allowed=f"rel ≤ {tolerance:.0e}")
-        if dtype == "float64":  # gradcheck needs float64; check_function works in it anyway
-            inputs = spec.sample(SHAPE, torch.float64, device, _generator())
+        inputs = spec.sample(SHAPE, torch.float64, device, _generator())
+        if dtype == "float64":  # gradcheck needs float64
             row.gradcheck = _torch_check(torch.autograd.gradcheck, spec, inputs, row,
                                          "gradcheck")
             row.gradgradcheck = _torch_check(torch.autograd.gradgradcheck, spec, inputs, row,
                                              "gradgradcheck")
-            report = check_function(spec.manual, *inputs, reference=spec.reference)
-            row.grade = report.grade
-            if not report.ok:
-                row.details.append(str(report))
+        # float64 finite differences, and in this dtype the generated inputs within the bound
+        report = check_function(spec.manual, *inputs, reference=spec.reference, dtypes=[dtype],
+                                samples=op_samples(spec) if device == "cpu" else None)
+        row.grade = report.grade
+        if not report.ok:
+            row.details.append(str(report))
         try:
             max_rel = _manual_vs_autograd(spec, DTYPES[dtype], device)
         except Exception as e:
@@ -190,14 +211,15 @@ def run_checks(ops: Sequence[str] | None = None, dtypes: Sequence[str] | None = 
 
     Args:
         ops: names from ``OPS``; default all.
-        dtypes: ``"float64"`` and/or ``"float32"``; default both.
+        dtypes: any of ``DTYPES`` (float64, float32, bfloat16, float16); default float64 and
+            float32.
         devices: ``"cpu"`` and/or ``"cuda"``; default cpu, plus cuda when available.
         mlp: also compare manual and autograd gradients of an MLP on the digits.
 
     Raises ``ValueError`` for a name not in those lists, or cuda asked for without CUDA.
     """
     ops = list(dict.fromkeys(OPS if ops is None else ops))
-    dtypes = list(dict.fromkeys(DTYPES if dtypes is None else dtypes))
+    dtypes = list(dict.fromkeys(DEFAULT_DTYPES if dtypes is None else dtypes))
     if devices is None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     devices = list(dict.fromkeys(devices))
