@@ -128,18 +128,44 @@ DENSE = LayerMath("dense", 2, dense_forward, dense_backward,
 LAYER_MATH: dict[str, LayerMath] = {"dense": DENSE}
 
 
+# ---- the loss at the end of the loop: softmax + cross-entropy ------------------------------
+
+
+def cross_entropy_forward(z: Tensor, target: Tensor, autocast: bool) -> Tensor:
+    """L = −(1/N) Σ_n log softmax(z_n)_{y_n}, computed as ``cross_entropy``'s common case; in
+    float32 for half logits, returned in the logits' dtype (float32 under autocast: the loss is
+    on autocast's float32 list)."""
+    zc = opmath(z)
+    log_p = torch.log_softmax(zc, 1)
+    return torch.nn.functional.nll_loss(log_p, target).to(zc.dtype if autocast else z.dtype)
+
+
+def cross_entropy_backward(grad_loss: Tensor, z: Tensor, target: Tensor) -> Tensor:
+    """δ = ∂L/∂z = g · (p − onehot(y)) / N, p = softmax(z): the loss's first gradient, in the
+    same ops and order as ``CrossEntropyFunction``'s backward (p = exp(log softmax z))."""
+    zc = opmath(z)
+    p = torch.exp(torch.log_softmax(zc, 1))
+    onehot = torch.zeros_like(p).scatter_(1, target.unsqueeze(1), 1.0)
+    g = grad_loss.to(zc.dtype) / z.shape[0]
+    return (g * (p - onehot)).to(z.dtype)
+
+
 # ---- the loop ------------------------------------------------------------------------------
 
 
 class NetworkFunction(Function):
-    """y = layer_L(… layer_1(x)); backward: the textbook loop over the layers, last to first.
+    """y = layer_L(… layer_1(x)), optionally followed by the cross-entropy loss; backward: the
+    textbook loop over the layers, last to first.
 
-    ``plan`` is a tuple of ``(kind, attrs)`` (constants); ``params`` every layer's tensors in
-    order. Outputs: the network's y, then each hidden layer's output, then every layer's extra.
+    ``plan`` is a tuple of ``(kind, attrs)`` (constants); ``loss`` ``None`` (no loss) or
+    whether autocast is on (the loss's dtype depends on it); ``target`` the class indices (or
+    ``None``); ``params`` every layer's tensors in order. Outputs: the network's y, each hidden
+    layer's output, every layer's extra, then the loss (with one).
     """
 
     @staticmethod
-    def forward(plan: tuple, x: Tensor, *params: Tensor | None):
+    def forward(plan: tuple, loss: bool | None, x: Tensor, target: Tensor | None,
+                *params: Tensor | None):
         ys, extras, k = [], [], 0
         for kind, attrs in plan:
             math = LAYER_MATH[kind]
@@ -147,28 +173,33 @@ class NetworkFunction(Function):
             k += math.n_params
             ys.append(x)
             extras.extend(extra)
-        return (ys[-1], *ys[:-1], *extras)
+        tail = () if loss is None else (cross_entropy_forward(x, target, loss),)
+        return (ys[-1], *ys[:-1], *extras, *tail)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        plan, x, *params = inputs
-        ctx.plan = plan
+        plan, loss, x, target, *params = inputs
+        ctx.plan, ctx.has_loss = plan, loss is not None
         ctx.set_materialize_grads(False)  # outputs nobody used get None, not zeros
-        ctx.save_for_backward(x, *params, *output)
+        outs = output[:-1] if ctx.has_loss else output
+        ctx.save_for_backward(x, target, *params, *outs)
 
     @staticmethod
     def backward(ctx, *grads: Tensor | None):
         plan, needs = ctx.plan, ctx.needs_input_grad
-        x, *rest = ctx.saved_tensors
+        x, target, *rest = ctx.saved_tensors
         maths = [LAYER_MATH[kind] for kind, _ in plan]
-        n_layers, n_params = len(plan), len(needs) - 2
+        n_layers, n_params = len(plan), len(needs) - 4
         params, outs = rest[:n_params], rest[n_params:]
         ys = (*outs[1:n_layers], outs[0])  # every layer's output, first to last
         grad_ys = (*grads[1:n_layers], grads[0])
-        extras, grad_extras = outs[n_layers:], grads[n_layers:]
+        extras, grad_extras = outs[n_layers:], grads[n_layers:len(outs)]
+        delta = grad_ys[-1]  # δ = ∂L/∂y at the output ...
+        if ctx.has_loss and grads[-1] is not None:  # ... the loss's first gradient
+            d_loss = cross_entropy_backward(grads[-1], ys[-1], target)
+            delta = d_loss if delta is None else delta + d_loss
         param_grads: list[Tensor | None] = [None] * n_params
         p, e = n_params, len(extras)  # each layer's params and extras end here
-        delta = grad_ys[-1]  # δ = ∂L/∂y at the output
         for i in reversed(range(n_layers)):  # the textbook loop: last layer to first
             m, attrs = maths[i], plan[i][1]
             if i < n_layers - 1 and grad_ys[i] is not None:  # y_i was also used elsewhere
@@ -176,16 +207,15 @@ class NetworkFunction(Function):
             p0, e0 = p - m.n_params, e - m.n_extra(attrs)
             delta, param_grads[p0:p] = m.backward(
                 delta, grad_extras[e0:e], x if i == 0 else ys[i - 1], ys[i], params[p0:p],
-                extras[e0:e], attrs, (needs[1] if i == 0 else True, *needs[2 + p0:2 + p]))
+                extras[e0:e], attrs, (needs[2] if i == 0 else True, *needs[4 + p0:4 + p]))
             p, e = p0, e0
-        return None, delta, *param_grads
+        return None, None, delta, None, *param_grads
 
     @classmethod
     def apply(cls, *args: Any) -> Any:  # noqa: D102 - positional only: torch's C++ apply
         if torch._C._are_functorch_transforms_active():
             return super().apply(*args)
         return super(Function, cls).apply(*unwrap_dead_wrappers(args))
-
 
 
 # ---- modules into the loop -----------------------------------------------------------------
@@ -210,6 +240,26 @@ def _entry(module: Any) -> tuple[str, Describe]:
                     "neuronlab.functional.network.register_layer")
 
 
+def _plan(input: Tensor, layers: Sequence[Any], logits: bool) -> tuple[Tensor, tuple, list]:
+    if not layers:
+        raise ValueError("network: layers must hold at least one layer")
+    plan, params = [], []
+    last = len(layers) - 1
+    autocast = torch.is_autocast_enabled(input.device.type)
+    for i, layer in enumerate(layers):
+        kind, describe = _MODULES.get(type(layer)) or _entry(layer)
+        attrs, ps = describe(layer, logits and i == last)
+        math = LAYER_MATH[kind]
+        math.check(input if i == 0 else None, ps, attrs)
+        if autocast:  # each layer's tensors as its op-level functions cast them
+            if i == 0:
+                (input,) = autocast_inputs(math.dtypes, input)
+            ps = autocast_inputs(math.dtypes, *ps)
+        plan.append((kind, attrs))
+        params.extend(ps)
+    return input, tuple(plan), params
+
+
 def network(input: Tensor, layers: Sequence[Any], logits: bool = False
             ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """Run ``layers`` (registered modules) as one ``NetworkFunction``.
@@ -219,20 +269,27 @@ def network(input: Tensor, layers: Sequence[Any], logits: bool = False
     Under autocast each layer's parameters are cast by its ``LayerMath.dtypes`` rule, the input
     by the first layer's, as the op-level functions cast them.
     """
-    if not layers:
-        raise ValueError("network: layers must hold at least one layer")
-    plan, params = [], []
-    last = len(layers) - 1
-    for i, layer in enumerate(layers):
-        kind, describe = _entry(layer)
-        attrs, ps = describe(layer, logits and i == last)
-        math = LAYER_MATH[kind]
-        if i == 0:
-            math.check(input, ps, attrs)
-            (input,) = autocast_inputs(math.dtypes, input)
-        else:
-            math.check(None, ps, attrs)
-        plan.append((kind, attrs))
-        params.extend(autocast_inputs(math.dtypes, *ps))
-    outs = NetworkFunction.apply(tuple(plan), input, *params)
+    input, plan, params = _plan(input, layers, logits)
+    outs = NetworkFunction.apply(plan, None, input, None, *params)
     return outs[0], (*outs[1:len(plan)], outs[0])
+
+
+def network_cross_entropy(input: Tensor, target: Tensor, layers: Sequence[Any]
+                          ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+    """The network to its logits and the mean cross-entropy against class indices ``target``
+    ``(N,)`` (each in [0, C): no weights, ``ignore_index`` or smoothing), as one Function whose
+    backward starts from the loss's own first gradient δ = (p − onehot(y))/N.
+
+    Returns the loss, the logits and every layer's output (as ``network``). The loss is
+    ``cross_entropy``'s: float32 under autocast, else the logits' dtype.
+    """
+    if target.dim() != 1 or target.is_floating_point() or input.dim() != 2 or \
+            target.shape[0] != input.shape[0]:
+        raise ValueError(f"network_cross_entropy: expected input (N, n_in) and class indices "
+                         f"(N,), got input {tuple(input.shape)} and target "
+                         f"{tuple(target.shape)} ({target.dtype})")
+    autocast = torch.is_autocast_enabled(input.device.type)
+    input, plan, params = _plan(input, layers, logits=True)
+    outs = NetworkFunction.apply(plan, autocast, input, target.long(), *params)
+    n = len(plan)
+    return outs[-1], outs[0], (*outs[1:n], outs[0])

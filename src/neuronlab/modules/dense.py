@@ -28,9 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import require_bool, unknown_choice
-from ..functional import ACTIVATIONS, check_backprop, get_activation, linear
+from ..functional import ACTIVATIONS, check_backprop, get_activation, get_loss, linear
 from ..functional.dense import dense
-from ..functional.network import network, register_layer
+from ..functional.network import network, network_cross_entropy, register_layer
 
 GRANULARITIES = ("op", "layer", "network")
 
@@ -87,6 +87,35 @@ class _Switchable(nn.Module):
     @fused.setter
     def fused(self, value: bool) -> None:
         self.granularity = "layer" if require_bool("fused", value) else "op"
+
+    def _chain(self) -> Sequence[nn.Module]:
+        """The layers the network loop runs, first to last."""
+        return (self,)
+
+    def logits_and_loss(self, x: Tensor, target: Tensor, loss: str) -> tuple[Tensor, Tensor]:
+        """The logits and the loss ``loss`` (a name from ``LOSSES`` that takes logits) of
+        ``target``. At ``granularity="network"`` (manual) the cross-entropy against class
+        indices joins the loop: one Function from the input to the loss, whose backward starts
+        from the loss's own δ = (p − onehot(y))/N. Otherwise the logits, then the loss's own
+        Function (or torch's); the same values and gradients either way."""
+        if (loss == "cross_entropy" and self._granularity == "network"
+                and self._backprop == "manual" and not isinstance(self, Neuron)
+                and x.dim() == 2 and target.dim() == 1 and not target.is_floating_point()):
+            value, logits, ys = network_cross_entropy(x, target, self._chain())
+            _run_forward_hooks(self._chain(), x, ys, len(ys) - 1)
+            return logits, value
+        out = self.pre_activation(x)
+        return out, get_loss(loss, self._backprop)(out, target)
+
+
+def _run_forward_hooks(layers: Sequence[nn.Module], x: Tensor, ys: Sequence[Tensor],
+                       n: int) -> None:
+    """The forward hooks of the first ``n`` layers, called with each one's input and output
+    (as the network loop ran them; return values ignored)."""
+    for i, layer in enumerate(layers[:n]):
+        if layer._forward_hooks:
+            for hook in tuple(layer._forward_hooks.values()):
+                hook(layer, (x if i == 0 else ys[i - 1],), ys[i])
 
 
 class Layer(_Switchable):
@@ -260,15 +289,14 @@ class MLP(_Switchable):
         for layer in getattr(self, "layers", []):
             layer.granularity = value
 
+    def _chain(self) -> Sequence[nn.Module]:
+        return self.layers
+
     def _loop(self, x: Tensor, logits: bool) -> Tensor:
         """The whole network as one Function; then the layers' forward hooks, if any, with each
         layer's input and output (the last layer's only when it ran whole)."""
         out, ys = network(x, self.layers, logits=logits)
-        hooked = len(ys) - 1 if logits else len(ys)
-        for i, layer in enumerate(self.layers[:hooked]):
-            if layer._forward_hooks:
-                for hook in tuple(layer._forward_hooks.values()):
-                    hook(layer, (x if i == 0 else ys[i - 1],), ys[i])
+        _run_forward_hooks(self.layers, x, ys, len(ys) - 1 if logits else len(ys))
         return out
 
     def pre_activation(self, x: Tensor) -> Tensor:
