@@ -40,115 +40,21 @@ untouched.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.autograd import Function
 
-from . import activations as A
-from .dense import _FUSED
-from .derivatives import gelu_derivative, leaky_relu_derivative, softplus_derivative
 from .dispatch import unwrap_dead_wrappers
-from .linear import GEMM, _check_linear_shapes, weighted_sum, weighted_sum_backward
-from .precision import DtypeRule, autocast_inputs, opmath
-
-Attrs = tuple
-
-
-@dataclass(frozen=True)
-class LayerMath:
-    """One layer type's math for the loop (see the module docstring)."""
-
-    name: str
-    n_params: int
-    forward: Callable[..., tuple[Tensor, tuple[Tensor, ...]]]
-    backward: Callable[..., tuple[Tensor | None, tuple[Tensor | None, ...]]]
-    n_extra: Callable[[Attrs], int]
-    dtypes: DtypeRule  # how autocast casts the layer's parameters (and the network's input)
-    check: Callable[[Tensor | None, tuple, Attrs], None] = lambda x, params, attrs: None
-
-
-# ---- the dense layer: a = act(x Wᵀ + b) -----------------------------------------------------
-# activation → (forward a = f(z), whether the backward needs z, chain step δ_z = chain(δ_a, a|z))
-# relu/sigmoid/tanh are written with their output a (``dense._FUSED``), the others with z.
-_Z_CHAIN: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor], Tensor]]] = {
-    "leaky_relu": (lambda z: A.LeakyReLUFunction.forward(z, 0.01),
-                   lambda g, z: A._chain(g, leaky_relu_derivative(opmath(z), 0.01))),
-    "softplus": (lambda z: A.SoftplusFunction.forward(z, 1.0, 20.0),
-                 lambda g, z: A._chain(g, softplus_derivative(opmath(z), 1.0, 20.0))),
-    "gelu": (lambda z: A.GELUFunction.forward(z, "none"),
-             lambda g, z: A._chain(g, gelu_derivative(opmath(z)))),
-}
-LOOP_ACTIVATIONS = ("identity", *_FUSED, *_Z_CHAIN)
-
-
-def dense_forward(x: Tensor, params: tuple, attrs: Attrs) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """a = act(x Wᵀ + b); keeps z only for an activation written with its input."""
-    (activation,) = attrs
-    weight, bias = params
-    z = weighted_sum(x, weight, bias)
-    if activation == "identity":
-        return z, ()
-    if activation in _FUSED:
-        return _FUSED[activation][0](z), ()
-    return _Z_CHAIN[activation][0](z), (z,)
-
-
-def dense_backward(grad_y: Tensor | None, grad_extra: tuple, x: Tensor, y: Tensor, params: tuple,
-                   extra: tuple, attrs: Attrs, needs: tuple[bool, ...]):
-    """δ_z = δ_a ⊙ a'(z), then ∂x = δ_z W, ∂W = δ_zᵀ x, ∂b = Σ δ_z (``weighted_sum_backward``)."""
-    (activation,) = attrs
-    weight, bias = params
-    grad_z = grad_y
-    if grad_y is not None and activation != "identity":
-        grad_z = (_FUSED[activation][1](grad_y, y) if activation in _FUSED
-                  else _Z_CHAIN[activation][1](grad_y, extra[0]))
-    if grad_extra and grad_extra[0] is not None:  # a gradient reaching z itself (double backward)
-        grad_z = grad_extra[0] if grad_z is None else grad_z + grad_extra[0]
-    if grad_z is None:
-        return None, (None, None)
-    gx, gw, gb = weighted_sum_backward(grad_z, x, weight, needs, bias is not None)
-    return gx, (gw, gb)
-
-
-def _dense_check(x: Tensor | None, params: tuple, attrs: Attrs) -> None:
-    if attrs[0] not in LOOP_ACTIVATIONS:
-        raise ValueError(f"network: activation={attrs[0]!r} is not one of: "
-                         f"{', '.join(LOOP_ACTIVATIONS)}")
-    if x is not None:
-        _check_linear_shapes(x, *params)
-
-
-DENSE = LayerMath("dense", 2, dense_forward, dense_backward,
-                  lambda attrs: 0 if attrs[0] == "identity" or attrs[0] in _FUSED else 1,
-                  GEMM, _dense_check)
-
-LAYER_MATH: dict[str, LayerMath] = {"dense": DENSE}
-
-
-# ---- the loss at the end of the loop: softmax + cross-entropy ------------------------------
-
-
-def cross_entropy_forward(z: Tensor, target: Tensor, autocast: bool) -> Tensor:
-    """L = −(1/N) Σ_n log softmax(z_n)_{y_n}, computed as ``cross_entropy``'s common case; in
-    float32 for half logits, returned in the logits' dtype (float32 under autocast: the loss is
-    on autocast's float32 list)."""
-    zc = opmath(z)
-    log_p = torch.log_softmax(zc, 1)
-    return torch.nn.functional.nll_loss(log_p, target).to(zc.dtype if autocast else z.dtype)
-
-
-def cross_entropy_backward(grad_loss: Tensor, z: Tensor, target: Tensor) -> Tensor:
-    """δ = ∂L/∂z = g · (p − onehot(y)) / N, p = softmax(z): the loss's first gradient, in the
-    same ops and order as ``CrossEntropyFunction``'s backward (p = exp(log softmax z))."""
-    zc = opmath(z)
-    p = torch.exp(torch.log_softmax(zc, 1))
-    onehot = torch.zeros_like(p).scatter_(1, target.unsqueeze(1), 1.0)
-    g = grad_loss.to(zc.dtype) / z.shape[0]
-    return (g * (p - onehot)).to(z.dtype)
-
+from .layer_math import (
+    LAYER_MATH,
+    Attrs,
+    cross_entropy_backward,
+    cross_entropy_forward,
+    log_softmax_backward,
+)
+from .precision import autocast_inputs
 
 # ---- the loop ------------------------------------------------------------------------------
 
@@ -160,7 +66,7 @@ class NetworkFunction(Function):
     ``plan`` is a tuple of ``(kind, attrs)`` (constants); ``loss`` ``None`` (no loss) or
     whether autocast is on (the loss's dtype depends on it); ``target`` the class indices (or
     ``None``); ``params`` every layer's tensors in order. Outputs: the network's y, each hidden
-    layer's output, every layer's extra, then the loss (with one).
+    layer's output, every layer's extra, then (with the loss) log softmax(logits), the loss.
     """
 
     @staticmethod
@@ -173,15 +79,15 @@ class NetworkFunction(Function):
             k += math.n_params
             ys.append(x)
             extras.extend(extra)
-        tail = () if loss is None else (cross_entropy_forward(x, target, loss),)
-        return (ys[-1], *ys[:-1], *extras, *tail)
+        tail = () if loss is None else cross_entropy_forward(x, target, loss)[::-1]
+        return (ys[-1], *ys[:-1], *extras, *tail)  # ..., log p, loss
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         plan, loss, x, target, *params = inputs
         ctx.plan, ctx.has_loss = plan, loss is not None
         ctx.set_materialize_grads(False)  # outputs nobody used get None, not zeros
-        outs = output[:-1] if ctx.has_loss else output
+        outs = output[:-1] if ctx.has_loss else output  # log p kept, the loss not
         ctx.save_for_backward(x, target, *params, *outs)
 
     @staticmethod
@@ -193,11 +99,16 @@ class NetworkFunction(Function):
         params, outs = rest[:n_params], rest[n_params:]
         ys = (*outs[1:n_layers], outs[0])  # every layer's output, first to last
         grad_ys = (*grads[1:n_layers], grads[0])
-        extras, grad_extras = outs[n_layers:], grads[n_layers:len(outs)]
         delta = grad_ys[-1]  # δ = ∂L/∂y at the output ...
-        if ctx.has_loss and grads[-1] is not None:  # ... the loss's first gradient
-            d_loss = cross_entropy_backward(grads[-1], ys[-1], target)
-            delta = d_loss if delta is None else delta + d_loss
+        if ctx.has_loss:  # ... from the loss's first gradient
+            log_p, outs = outs[-1], outs[:-1]
+            if grads[-1] is not None:
+                d = cross_entropy_backward(grads[-1], log_p, target, ys[-1].dtype)
+                delta = d if delta is None else delta + d
+            if grads[-2] is not None:  # log p used elsewhere (double backward)
+                d = log_softmax_backward(grads[-2], log_p).to(ys[-1].dtype)
+                delta = d if delta is None else delta + d
+        extras, grad_extras = outs[n_layers:], grads[n_layers:len(outs)]
         param_grads: list[Tensor | None] = [None] * n_params
         p, e = n_params, len(extras)  # each layer's params and extras end here
         for i in reversed(range(n_layers)):  # the textbook loop: last layer to first

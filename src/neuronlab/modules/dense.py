@@ -27,18 +27,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..errors import require_bool, unknown_choice
-from ..functional import ACTIVATIONS, check_backprop, get_activation, get_loss, linear
+from ..errors import unknown_choice
+from ..functional import ACTIVATIONS, check_backprop, get_activation, linear
 from ..functional.dense import dense
-from ..functional.network import network, network_cross_entropy, register_layer
+from ..functional.network import network, register_layer
+from .switch import GRANULARITIES, _run_forward_hooks, _Switchable, check_granularity
 
-GRANULARITIES = ("op", "layer", "network")
-
-
-def check_granularity(value: str) -> str:
-    if value not in GRANULARITIES:
-        raise unknown_choice("granularity", value, GRANULARITIES)
-    return value
+__all__ = ["GRANULARITIES", "MLP", "Layer", "Neuron"]
 
 
 def _check_size(key: str, value: int) -> int:
@@ -52,70 +47,6 @@ def _check_activation(name: str) -> str:
         raise unknown_choice("activation", name, ACTIVATIONS)
     return name
 
-
-class _Switchable(nn.Module):
-    """``backprop``, ``granularity`` and ``fused`` are plain attributes, checked when set."""
-
-    _granularity = "op"  # the default for a module pickled before ``granularity`` existed
-
-    def __setstate__(self, state: dict) -> None:
-        if state.pop("_fused", False) and "_granularity" not in state:  # pickled with ``fused``
-            state["_granularity"] = "layer"
-        super().__setstate__(state)
-
-    @property
-    def backprop(self) -> str:
-        return self._backprop
-
-    @backprop.setter
-    def backprop(self, value: str) -> None:
-        self._backprop = check_backprop(value)
-
-    @property
-    def granularity(self) -> str:
-        return self._granularity
-
-    @granularity.setter
-    def granularity(self, value: str) -> None:
-        self._granularity = check_granularity(value)
-
-    @property
-    def fused(self) -> bool:
-        """The old switch: ``True`` is ``granularity="layer"``, ``False`` ``"op"``."""
-        return self._granularity == "layer"
-
-    @fused.setter
-    def fused(self, value: bool) -> None:
-        self.granularity = "layer" if require_bool("fused", value) else "op"
-
-    def _chain(self) -> Sequence[nn.Module]:
-        """The layers the network loop runs, first to last."""
-        return (self,)
-
-    def logits_and_loss(self, x: Tensor, target: Tensor, loss: str) -> tuple[Tensor, Tensor]:
-        """The logits and the loss ``loss`` (a name from ``LOSSES`` that takes logits) of
-        ``target``. At ``granularity="network"`` (manual) the cross-entropy against class
-        indices joins the loop: one Function from the input to the loss, whose backward starts
-        from the loss's own δ = (p − onehot(y))/N. Otherwise the logits, then the loss's own
-        Function (or torch's); the same values and gradients either way."""
-        if (loss == "cross_entropy" and self._granularity == "network"
-                and self._backprop == "manual" and not isinstance(self, Neuron)
-                and x.dim() == 2 and target.dim() == 1 and not target.is_floating_point()):
-            value, logits, ys = network_cross_entropy(x, target, self._chain())
-            _run_forward_hooks(self._chain(), x, ys, len(ys) - 1)
-            return logits, value
-        out = self.pre_activation(x)
-        return out, get_loss(loss, self._backprop)(out, target)
-
-
-def _run_forward_hooks(layers: Sequence[nn.Module], x: Tensor, ys: Sequence[Tensor],
-                       n: int) -> None:
-    """The forward hooks of the first ``n`` layers, called with each one's input and output
-    (as the network loop ran them; return values ignored)."""
-    for i, layer in enumerate(layers[:n]):
-        if layer._forward_hooks:
-            for hook in tuple(layer._forward_hooks.values()):
-                hook(layer, (x if i == 0 else ys[i - 1],), ys[i])
 
 
 class Layer(_Switchable):
@@ -205,6 +136,8 @@ class Neuron(Layer):
     output ``(*,)``. ``weight`` is ``(1, n_in)`` (one row, as in a layer); ``w`` is the
     ``(n_in,)`` view of it.
     """
+
+    _squeezed = True  # one output, the unit axis dropped: no cross-entropy over classes
 
     def __init__(
         self,
