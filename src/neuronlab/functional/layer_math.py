@@ -8,7 +8,8 @@ The interface (see ``network``'s docstring for how the loop calls it)::
     backward(δ_y, δ_extra, x, y, params, extra, attrs, needs) -> (δ_x, param_grads)
 
 The functions are the op-level Functions' own math (``linear.weighted_sum``/
-``weighted_sum_backward``, the activations' forward and ``*_chain`` steps, ``derivatives``,
+``weighted_sum_backward``, the activations' forward and ``*_chain`` steps, the derivative
+formulas called through ``activations``' namespace as its Functions call them,
 cross-entropy's δ = (p − onehot)/N): shared, not copied, so every granularity computes the same
 values. A new layer type adds its pair here (or in its own file) and a ``LayerMath`` entry in
 ``LAYER_MATH``; the loop is untouched.
@@ -24,12 +25,6 @@ from torch import Tensor
 
 from . import activations as A
 from .dense import _FUSED
-from .derivatives import (
-    gelu_derivative,
-    leaky_relu_derivative,
-    relu_derivative,
-    softplus_derivative,
-)
 from .linear import GEMM, _check_linear_shapes, weighted_sum, weighted_sum_backward
 from .precision import DtypeRule, opmath
 
@@ -54,11 +49,11 @@ class LayerMath:
 # relu/sigmoid/tanh are written with their output a (``dense._FUSED``), the others with z.
 _Z_CHAIN: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor], Tensor]]] = {
     "leaky_relu": (lambda z: A.LeakyReLUFunction.forward(z, 0.01),
-                   lambda g, z: A._chain(g, leaky_relu_derivative(opmath(z), 0.01))),
+                   lambda g, z: A._chain(g, A.leaky_relu_derivative(opmath(z), 0.01))),
     "softplus": (lambda z: A.SoftplusFunction.forward(z, 1.0, 20.0),
-                 lambda g, z: A._chain(g, softplus_derivative(opmath(z), 1.0, 20.0))),
+                 lambda g, z: A._chain(g, A.softplus_derivative(opmath(z), 1.0, 20.0))),
     "gelu": (lambda z: A.GELUFunction.forward(z, "none"),
-             lambda g, z: A._chain(g, gelu_derivative(opmath(z)))),
+             lambda g, z: A._chain(g, A.gelu_derivative(opmath(z)))),
 }
 LOOP_ACTIVATIONS = ("identity", *_FUSED, *_Z_CHAIN)
 
@@ -82,7 +77,7 @@ def dense_backward(grad_y: Tensor | None, grad_extra: tuple, x: Tensor, y: Tenso
     weight, bias = params
     grad_z = grad_y
     if activation == "relu" and grad_y is not None and not torch.is_grad_enabled():
-        grad_z = relu_derivative(y).mul_(grad_y)  # relu_chain's product, in place
+        grad_z = A.relu_derivative(y).mul_(grad_y)  # relu_chain's product, in place
     elif grad_y is not None and activation != "identity":
         grad_z = (_FUSED[activation][1](grad_y, y) if activation in _FUSED
                   else _Z_CHAIN[activation][1](grad_y, extra[0]))
