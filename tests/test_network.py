@@ -269,3 +269,27 @@ def test_fused_is_the_old_name_of_granularity_layer():
     old.__dict__.pop("_granularity")
     old.__dict__["_fused"] = True  # a module pickled before ``granularity`` existed
     assert pickle.loads(pickle.dumps(old)).granularity == "layer"
+
+
+def test_a_network_run_is_the_op_run_bit_for_bit_flow_statistics_included(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from neuronlab.config import compose
+    from neuronlab.training.run import train
+
+    common = ["data=moons", "model=mlp", "model.activation=tanh", "trainer.max_epochs=2",
+              "callbacks.progress_bar=null", "callbacks.gradient_flow.every_n_steps=5",
+              "callbacks.gradient_audit.every_n_steps=5"]
+    runs, flow = {}, {}
+    for g in ("op", "network"):
+        runs[g] = train(compose([*common, f"model.granularity={g}"], output_dir=tmp_path / g))
+        acc = EventAccumulator(str(tmp_path / g / "tb"), size_guidance={"scalars": 0})
+        acc.Reload()
+        flow[g] = {t: [e.value for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]
+                   if t.startswith("flow/")}
+    assert all(r["status"] == "ok" for r in runs.values())
+    assert runs["network"]["task"].net.granularity == "network"
+    a, b = (r["task"].net.state_dict() for r in (runs["op"], runs["network"]))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert "flow/layer1/act_mean" in flow["network"] and "flow/layer0/saturated" in flow["network"]
+    assert flow["network"] == flow["op"]
