@@ -338,6 +338,15 @@ def peer_section(plan: Plan) -> dict:
     hidden = (64, 64)
     sizes = [dm.n_features, *hidden, dm.n_classes]
 
+    # the thread count neuronlab-train picks for this model (training.run.choose_threads:
+    # one thread below SMALL_STEP_FLOPS per step), for both libraries
+    from neuronlab.training.run import SMALL_STEP_FLOPS
+
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    threads = 1 if 6 * n_params * cfg["batch"] < SMALL_STEP_FLOPS else torch.get_num_threads()
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+
     def fit_neuronlab(seed: int) -> tuple[float, float]:
         net = build_mlp(sizes, "manual", torch.device("cpu"), torch.float32, seed=seed)
         opt = SGD(net.parameters(), lr=cfg["lr"])
@@ -368,12 +377,15 @@ def peer_section(plan: Plan) -> dict:
             elapsed = time.perf_counter() - t0
         return elapsed, float(clf.score(x_te.numpy(), y_te.numpy()))
 
-    fit_neuronlab(0), fit_sklearn(0)  # warm-up (first-call costs of both libraries)
     runs: dict[str, list[tuple[float, float]]] = {"neuronlab": [], "sklearn": []}
-    for r in range(cfg["repeats"]):  # repeat r: seed r (init and shuffling) for both
-        order = [("neuronlab", fit_neuronlab), ("sklearn", fit_sklearn)]
-        for name, fn in order if r % 2 == 0 else order[::-1]:
-            runs[name].append(fn(r))
+    try:
+        fit_neuronlab(0), fit_sklearn(0)  # warm-up (first-call costs of both libraries)
+        for r in range(cfg["repeats"]):  # repeat r: seed r (init and shuffling) for both
+            order = [("neuronlab", fit_neuronlab), ("sklearn", fit_sklearn)]
+            for name, fn in order if r % 2 == 0 else order[::-1]:
+                runs[name].append(fn(r))
+    finally:
+        torch.set_num_threads(threads_before)
     t_nl = [t for t, _ in runs["neuronlab"]]
     t_sk = [t for t, _ in runs["sklearn"]]
     return {
@@ -391,8 +403,10 @@ def peer_section(plan: Plan) -> dict:
         "neuronlab_accuracy_per_seed": [a for _, a in runs["neuronlab"]],
         "sklearn_accuracy_per_seed": [a for _, a in runs["sklearn"]],
         "accuracy": "mean test accuracy over the seeds (one fit per seed and library)",
-        "threads": torch.get_num_threads(),
-        "threads_note": "scikit-learn's BLAS is limited (threadpoolctl) to torch's thread count",
+        "threads": threads,
+        "threads_note": "both libraries on the thread count neuronlab-train picks for this "
+                        "model (training.run.choose_threads: 1 for a step below 1 GFLOP); "
+                        "scikit-learn's BLAS limited to it with threadpoolctl",
     }
 
 
