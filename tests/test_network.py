@@ -293,3 +293,28 @@ def test_a_network_run_is_the_op_run_bit_for_bit_flow_statistics_included(tmp_pa
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert "flow/layer1/act_mean" in flow["network"] and "flow/layer0/saturated" in flow["network"]
     assert flow["network"] == flow["op"]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_a_graphed_network_step_reaches_the_eager_op_weights(precision):
+    from neuronlab.optim import SGD
+    from neuronlab.training.step import TrainStep
+
+    gen = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(32, 3, generator=gen).cuda(),
+                torch.randint(0, 3, (32,), generator=gen).cuda()) for _ in range(10)]
+    weights = {}
+    for g, mode in (("op", "eager"), ("network", "graph")):
+        torch.manual_seed(0)
+        net = MLP([3, 16, 16, 3], activation="tanh", granularity=g).cuda()
+        step = TrainStep(lambda x, y, net=net: net.logits_and_loss(x, y, "cross_entropy")[1],
+                         SGD(net.parameters(), lr=0.1, momentum=0.9), mode=mode,
+                         precision=precision)
+        for x, y in batches:
+            step(x, y)
+        if mode == "graph":
+            assert step.fallback is None and step._graph is not None
+        weights[g] = [p.detach().clone() for p in net.parameters()]
+    for a, b in zip(weights["network"], weights["op"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
