@@ -236,9 +236,10 @@ class MLP(_Switchable):
         """The logits: every layer, then the last layer's weighted sum without its activation."""
         if self._granularity == "network" and self._backprop == "manual":
             return self._loop(x, logits=True)
-        for layer in self.layers[:-1]:
+        *hidden, last = self.layers  # (slicing a ModuleList would build a new module)
+        for layer in hidden:
             x = layer(x)
-        return self.layers[-1].pre_activation(x)
+        return last.pre_activation(x)
 
     def forward(self, x: Tensor) -> Tensor:
         if self._granularity == "network" and self._backprop == "manual":

@@ -81,7 +81,9 @@ def _run_forward_hooks(layers: Sequence[nn.Module], x: Tensor, ys: Sequence[Tens
                        n: int) -> None:
     """The forward hooks of the first ``n`` layers, called with each one's input and output
     (as the network loop ran them; return values ignored)."""
-    for i, layer in enumerate(layers[:n]):
+    for i, layer in enumerate(layers):  # (slicing a ModuleList would build a new module)
+        if i == n:
+            break
         if layer._forward_hooks:
             for hook in tuple(layer._forward_hooks.values()):
                 hook(layer, (x if i == 0 else ys[i - 1],), ys[i])
