@@ -319,3 +319,25 @@ def test_a_graphed_network_step_reaches_the_eager_op_weights(precision):
     tol = dict(rtol=1e-4, atol=1e-5) if precision == "32-true" else dict(rtol=1e-2, atol=1e-3)
     for a, b in zip(weights["network"], weights["op"], strict=True):
         torch.testing.assert_close(a, b, **tol)
+
+
+@pytest.mark.parametrize(("sizes", "bias", "shape"), [([3, 2], True, (7, 3)),
+                                                      ([3, 4, 2], False, (7, 3)),
+                                                      ([3, 4, 2], True, (2, 5, 3)),
+                                                      ([3, 4, 2], True, (3,))])
+def test_one_layer_no_bias_and_any_batch_shape_run_the_loop_as_the_op_path(sizes, bias, shape):
+    torch.manual_seed(0)
+    net = MLP(sizes, activation="gelu", bias=bias).double()
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    res = {}
+    for g in ("op", "network"):
+        net.granularity = g
+        out = net(x)
+        grads = torch.autograd.grad((out**2).sum(), [x, *net.parameters()])
+        if len(shape) == 2:  # and with the cross-entropy in the loop
+            _, value = net.logits_and_loss(x, torch.arange(shape[0]) % sizes[-1],
+                                           "cross_entropy")
+            grads += torch.autograd.grad(value, [x, *net.parameters()])
+        res[g] = out, grads
+    assert torch.equal(res["op"][0], res["network"][0])
+    assert all(torch.equal(a, b) for a, b in zip(res["op"][1], res["network"][1], strict=True))
