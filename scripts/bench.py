@@ -103,11 +103,14 @@ NOTES = {
               "LinearFunction also saves the first layer's weight, which autograd skips as "
               "that layer's input needs no gradient). On CUDA the peak of "
               "torch.cuda.max_memory_allocated over one step is reported too.",
-    "modes": "manual = one hand-written Function per op (linear, then the activation: the "
-             "teaching path, model.fused=false, the default); fused = one hand-written Function "
-             "per layer (neuronlab.functional.dense, model.fused=true: the same ops and bits, "
-             "one autograd node per layer); autograd = plain torch ops. fused_over_autograd* "
-             "are the manual_over_autograd* pairs with fused layers.",
+    "modes": "manual = neuronlab-train's default manual path, model.granularity=network: the "
+             "whole network and its cross-entropy as one hand-written Function whose backward "
+             "is the textbook loop (neuronlab.functional.network); fused = one Function per "
+             "layer (granularity=layer, neuronlab.functional.dense); op = one Function per op "
+             "(granularity=op: the teaching path, what neuronlab-explain and neuronlab-check "
+             "show); autograd = plain torch ops. All three manual granularities compute the "
+             "same bits. fused_over_autograd* and op_over_autograd* are the "
+             "manual_over_autograd* pairs at those granularities.",
     "step": "Every variant is neuronlab.training.step.TrainStep, the object training runs: "
             "eager = zero_grad, loss, backward, neuronlab.optim.SGD.step(); compiled = the "
             "whole step under torch.compile (AOTAutograd compiles forward + backward, the "
@@ -149,7 +152,8 @@ def summarize(res: dict) -> dict:
     step = res.get("step")
     default = resolve_mode("auto", torch.device(res["device"]))  # what a run uses
     if step:
-        for ratio in [*PAIRS, *(r.replace("manual", "fused", 1) for r in PAIRS)]:
+        for ratio in [*PAIRS, *(r.replace("manual", m, 1) for m in ("fused", "op")
+                                for r in PAIRS)]:
             by_size = {k: v["ratios"][ratio] for k, v in step.items() if ratio in v["ratios"]}
             if by_size:
                 s[ratio] = by_size
@@ -192,8 +196,9 @@ def summarize(res: dict) -> dict:
         s["mnist1d_samples_per_s"] = r["samples_per_s"]
         s["mnist1d_manual_over_autograd_throughput"] = (
             r["manual_over_autograd_throughput"][r["default_mode"]])
-        s["mnist1d_fused_over_autograd_throughput"] = (
-            r["fused_over_autograd_throughput"][r["default_mode"]])
+        for m in ("fused", "op"):
+            s[f"mnist1d_{m}_over_autograd_throughput"] = (
+                r[f"{m}_over_autograd_throughput"][r["default_mode"]])
     return s
 
 
@@ -244,7 +249,9 @@ def tables(res: dict) -> list[tuple[str, list[str], list[list[str]]]]:
                 "mnist1d_manual_over_autograd_throughput", "fused_over_autograd",
                 "fused_over_autograd_compiled", "fused_over_autograd_graph",
                 "fused_over_autograd_bf16", "fused_over_autograd_graph_bf16",
-                "mnist1d_fused_over_autograd_throughput"):
+                "mnist1d_fused_over_autograd_throughput", "op_over_autograd",
+                "op_over_autograd_compiled", "op_over_autograd_graph", "op_over_autograd_bf16",
+                "op_over_autograd_graph_bf16", "mnist1d_op_over_autograd_throughput"):
         if key in targets or any(k.startswith(f"{key}.") for k in targets):
             continue  # already a target row
         v = s.get(key)

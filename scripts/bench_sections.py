@@ -29,14 +29,16 @@ from bench_timing import (
 )
 
 from neuronlab.data import NeuronDataModule, TensorLoader
-from neuronlab.functional import get_loss
 from neuronlab.optim import SGD
 from neuronlab.training.step import TrainStep, resolve_mode
 from neuronlab.training.step_optimizer import StepOptimizer
 
 MODES = ("manual", "autograd")
-# the modes timed: manual one Function per op, fused one per layer (model.fused=true), autograd
-ALL_MODES = ("manual", "fused", "autograd")
+# the modes timed: manual = neuronlab-train's default (model.granularity=network: the whole
+# network as one Function), fused = one Function per layer (granularity=layer), op = one per op
+# (granularity=op, the teaching path), autograd = plain torch
+ALL_MODES = ("manual", "fused", "op", "autograd")
+GRANULARITY_MODES = ("manual", "fused", "op")
 
 
 @dataclass
@@ -185,8 +187,8 @@ def step_section(plan: Plan) -> dict:
             }
         ratios = {}
         for ratio, suffix in PAIRS.items():
-            for m in ("manual", "fused"):  # fused_over_autograd…: the same pairs, fused layers
-                key = ratio if m == "manual" else ratio.replace("manual", "fused", 1)
+            for m in GRANULARITY_MODES:  # fused_/op_over_autograd…: the other granularities
+                key = ratio if m == "manual" else ratio.replace("manual", m, 1)
                 if f"{m}/{suffix}" in steps and f"autograd/{suffix}" in steps:
                     ratios[key] = paired_ratio(times[f"{m}/{suffix}"], times[f"autograd/{suffix}"])
         for mode in ("compiled", "graph"):
@@ -336,16 +338,24 @@ def peer_section(plan: Plan) -> dict:
     hidden = (64, 64)
     sizes = [dm.n_features, *hidden, dm.n_classes]
 
+    # the thread count neuronlab-train picks for this model (training.run.choose_threads:
+    # one thread below SMALL_STEP_FLOPS per step), for both libraries
+    from neuronlab.training.run import SMALL_STEP_FLOPS
+
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    threads = 1 if 6 * n_params * cfg["batch"] < SMALL_STEP_FLOPS else torch.get_num_threads()
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+
     def fit_neuronlab(seed: int) -> tuple[float, float]:
         net = build_mlp(sizes, "manual", torch.device("cpu"), torch.float32, seed=seed)
         opt = SGD(net.parameters(), lr=cfg["lr"])
-        loss_fn = get_loss("cross_entropy", "manual")
         loader = TensorLoader(x_tr, y_tr, cfg["batch"], shuffle=True, seed=seed)
         t0 = time.perf_counter()
         for _ in range(cfg["epochs"]):
             for xb, yb in loader:
                 opt.zero_grad(set_to_none=True)
-                loss_fn(net.pre_activation(xb), yb).backward()
+                net.logits_and_loss(xb, yb, "cross_entropy")[1].backward()
                 opt.step()
         elapsed = time.perf_counter() - t0
         with torch.no_grad():
@@ -367,12 +377,15 @@ def peer_section(plan: Plan) -> dict:
             elapsed = time.perf_counter() - t0
         return elapsed, float(clf.score(x_te.numpy(), y_te.numpy()))
 
-    fit_neuronlab(0), fit_sklearn(0)  # warm-up (first-call costs of both libraries)
     runs: dict[str, list[tuple[float, float]]] = {"neuronlab": [], "sklearn": []}
-    for r in range(cfg["repeats"]):  # repeat r: seed r (init and shuffling) for both
-        order = [("neuronlab", fit_neuronlab), ("sklearn", fit_sklearn)]
-        for name, fn in order if r % 2 == 0 else order[::-1]:
-            runs[name].append(fn(r))
+    try:
+        fit_neuronlab(0), fit_sklearn(0)  # warm-up (first-call costs of both libraries)
+        for r in range(cfg["repeats"]):  # repeat r: seed r (init and shuffling) for both
+            order = [("neuronlab", fit_neuronlab), ("sklearn", fit_sklearn)]
+            for name, fn in order if r % 2 == 0 else order[::-1]:
+                runs[name].append(fn(r))
+    finally:
+        torch.set_num_threads(threads_before)
     t_nl = [t for t, _ in runs["neuronlab"]]
     t_sk = [t for t, _ in runs["sklearn"]]
     return {
@@ -390,8 +403,10 @@ def peer_section(plan: Plan) -> dict:
         "neuronlab_accuracy_per_seed": [a for _, a in runs["neuronlab"]],
         "sklearn_accuracy_per_seed": [a for _, a in runs["sklearn"]],
         "accuracy": "mean test accuracy over the seeds (one fit per seed and library)",
-        "threads": torch.get_num_threads(),
-        "threads_note": "scikit-learn's BLAS is limited (threadpoolctl) to torch's thread count",
+        "threads": threads,
+        "threads_note": "both libraries on the thread count neuronlab-train picks for this "
+                        "model (training.run.choose_threads: 1 for a step below 1 GFLOP); "
+                        "scikit-learn's BLAS limited to it with threadpoolctl",
     }
 
 
@@ -455,9 +470,9 @@ def mnist1d_section(plan: Plan) -> dict:
     for m in ALL_MODES:
         for mode in modes:
             net = build_mlp(sizes, m, dev, plan.dtype)
-            loss_fn = get_loss("cross_entropy", "autograd" if m == "autograd" else "manual")
-            step = TrainStep(lambda xb, yb, net=net, f=loss_fn: f(net.pre_activation(xb), yb),
-                             SGD(net.parameters(), lr=0.05), mode=mode)
+            step = TrainStep(
+                lambda xb, yb, net=net: net.logits_and_loss(xb, yb, "cross_entropy")[1],
+                SGD(net.parameters(), lr=0.05), mode=mode)
             loader = TensorLoader(x, y, cfg["batch"], shuffle=True, seed=0)
 
             def epoch(step=step, loader=loader) -> torch.Tensor:
@@ -478,9 +493,9 @@ def mnist1d_section(plan: Plan) -> dict:
         "manual_over_autograd_throughput": {
             mode: paired_ratio(times[f"autograd/{mode}"], times[f"manual/{mode}"])
             for mode in modes},
-        "fused_over_autograd_throughput": {
-            mode: paired_ratio(times[f"autograd/{mode}"], times[f"fused/{mode}"])
-            for mode in modes},
+        **{f"{m}_over_autograd_throughput": {
+            mode: paired_ratio(times[f"autograd/{mode}"], times[f"{m}/{mode}"])
+            for mode in modes} for m in ("fused", "op")},
         "default_mode": default,
         "note": "samples/s = N / median epoch time; the last, smaller batch of an epoch runs "
                 "as an eager step in graph mode",

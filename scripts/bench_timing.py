@@ -20,9 +20,13 @@ from collections.abc import Callable, Sequence
 import torch
 
 from neuronlab import MLP, initialize_
-from neuronlab.functional import get_loss
+from neuronlab.modules import ModelConfig
 from neuronlab.optim import SGD
 from neuronlab.training.step import TrainStep
+
+DEFAULT_GRANULARITY = ModelConfig().granularity  # what neuronlab-train's manual path runs
+# bench mode → model.granularity
+GRANULARITY_OF = {"manual": DEFAULT_GRANULARITY, "fused": "layer"}
 
 Step = Callable[[], object]
 
@@ -114,11 +118,13 @@ def build_mlp(
 ) -> MLP:
     """A relu MLP with kaiming-normal weights drawn from ``seed`` (same weights for any mode).
 
-    ``backprop``: manual (one Function per op), fused (manual, one Function per layer:
-    ``model.fused=true``) or autograd."""
-    fused = backprop == "fused"
-    net = MLP(list(sizes), activation="relu", backprop="manual" if fused else backprop,
-              fused=fused)
+    ``backprop``: manual (the default granularity of ``neuronlab-train``,
+    ``ModelConfig().granularity``: the whole network as one Function), op (one Function per
+    op), fused (one per layer: ``model.granularity=layer``), network, or autograd."""
+    granularity = GRANULARITY_OF.get(backprop, backprop)
+    net = MLP(list(sizes), activation="relu",
+              backprop="autograd" if backprop == "autograd" else "manual",
+              granularity=None if backprop == "autograd" else granularity)
     initialize_(net, distribution="normal", scheme="kaiming",
                 generator=torch.Generator().manual_seed(seed))
     return net.to(device=device, dtype=dtype)
@@ -149,7 +155,6 @@ class BenchStep:
     ) -> None:
         self.net = build_mlp(sizes, backprop, device, dtype)
         self.x, self.y = random_batch(sizes[0], sizes[-1], batch, device, dtype)
-        self.loss_fn = get_loss("cross_entropy", "manual" if backprop == "fused" else backprop)
         self.opt = SGD(self.net.parameters(), lr=lr)
         with warnings.catch_warnings(record=True) as caught:  # a fallback is recorded instead
             warnings.simplefilter("always", RuntimeWarning)
@@ -158,7 +163,7 @@ class BenchStep:
         self.warnings = [str(w.message) for w in caught]
 
     def forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.loss_fn(self.net.pre_activation(x), y)
+        return self.net.logits_and_loss(x, y, "cross_entropy")[1]  # as LearnTask does
 
     def __call__(self) -> torch.Tensor:
         return self.step(self.x, self.y)

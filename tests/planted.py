@@ -115,8 +115,12 @@ class Plant:
 
     @property
     def overrides(self) -> list[str]:
-        """The training overrides that route ``model=mlp`` through the bug (in ``precision``)."""
+        """The training overrides that route ``model=mlp`` through the bug (in ``precision``);
+        a bug in an op's Function needs the op-by-op path (``model.granularity=op``), a wrong
+        derivative formula reaches every granularity."""
         out = [f"model.activation={self.activation}", f"model.loss={self.loss}"]
+        if not isinstance(self.swap, Helper):
+            out.append("model.granularity=op")
         if self.hidden is not None:
             out.append(f"model.hidden=[{','.join(map(str, self.hidden))}]")
         return out + ([] if self.precision is None else [f"trainer.precision={self.precision}"])

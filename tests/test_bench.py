@@ -85,8 +85,11 @@ def test_step_section_has_times_flops_and_memory(result):
     # the whole-step compiled TrainStep ran (aot_eager in --quick), not a fallback
     assert {"manual/compiled", "fused/compiled", "autograd/compiled"} <= set(
         result["step"]["mid"]["variants"])
-    assert {"fused/eager"} <= set(result["step"]["small"]["variants"])
-    assert _positive_finite(result["summary"]["fused_over_autograd"]["small"])
+    # every granularity: manual (the default, granularity=network), fused (layer) and op
+    assert {"fused/eager", "op/eager"} <= set(result["step"]["small"]["variants"])
+    for m in ("fused", "op"):
+        assert _positive_finite(result["summary"][f"{m}_over_autograd"]["small"])
+        assert _positive_finite(result["summary"][f"{m}_over_autograd_compiled"]["mid"])
     assert not result["step"]["mid"]["fallbacks"]
     # a slope, not a ratio: at the quick sizes overhead dominates and it may sit near 0
     assert math.isfinite(result["scaling"]["exponent"])
@@ -101,11 +104,13 @@ def test_markdown_table_is_written_next_to_the_json(result, out_path):
 @pytest.mark.slow
 def test_mnist1d_throughput_is_reported(result):
     r = result["mnist1d"]
-    # graph: CUDA only; fused = manual with one Function per layer (model.fused=true)
-    assert set(r["samples_per_s"]) == {"manual/eager", "fused/eager", "autograd/eager"}
+    # graph: CUDA only; manual = the default granularity (network), fused = one Function per
+    # layer, op = one per op
+    assert set(r["samples_per_s"]) == {"manual/eager", "fused/eager", "op/eager",
+                                       "autograd/eager"}
     assert all(_positive_finite(v) for v in r["samples_per_s"].values())
     assert r["data"]
-    for m in ("manual", "fused"):
+    for m in ("manual", "fused", "op"):
         assert _positive_finite(result["summary"][f"mnist1d_{m}_over_autograd_throughput"])
 
 

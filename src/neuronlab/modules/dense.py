@@ -6,10 +6,17 @@ time through the plain attribute ``backprop``:
 - ``"manual"``: through neuronlab's hand-written Functions (the chain rule written out);
 - ``"autograd"``: through plain torch ops, differentiated by torch.
 
-The parameters are the same either way, so the two backward passes can be compared. With
-``fused=True`` (also switchable), a manual layer runs as one Function (``functional.dense``:
-weighted sum and activation, their chain rule in one backward) instead of one per op: the
-same values and gradients, less per-call overhead.
+The parameters are the same either way, so the two backward passes can be compared. A manual
+module also has a ``granularity`` (switchable too): how many hand-written Functions its backward
+is cut into, with the same values and gradients at each:
+
+- ``"op"``: one Function per op (``linear``, then the activation): the node-level chain rule;
+- ``"layer"``: one Function per layer (``functional.dense``: weighted sum and activation, their
+  chain rule in one backward); ``fused=True`` is the old name of this one and still works;
+- ``"network"``: the whole network as one Function (``functional.network``) whose backward is
+  the textbook loop over the layers, last to first: the least per-call overhead. The layers'
+  forward hooks still run, called with each layer's input and output (their return values are
+  ignored): what the gradient-flow statistics read.
 """
 
 
@@ -20,9 +27,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..errors import require_bool, unknown_choice
+from ..errors import unknown_choice
 from ..functional import ACTIVATIONS, check_backprop, get_activation, linear
 from ..functional.dense import dense
+from ..functional.network import network, register_layer
+from .switch import GRANULARITIES, _run_forward_hooks, _Switchable, check_granularity
+
+__all__ = ["GRANULARITIES", "MLP", "Layer", "Neuron"]
 
 
 def _check_size(key: str, value: int) -> int:
@@ -37,27 +48,6 @@ def _check_activation(name: str) -> str:
     return name
 
 
-class _Switchable(nn.Module):
-    """``backprop`` and ``fused`` are plain attributes, checked when set."""
-
-    _fused = False  # the default for a module pickled before ``fused`` existed
-
-    @property
-    def backprop(self) -> str:
-        return self._backprop
-
-    @backprop.setter
-    def backprop(self, value: str) -> None:
-        self._backprop = check_backprop(value)
-
-    @property
-    def fused(self) -> bool:
-        return self._fused
-
-    @fused.setter
-    def fused(self, value: bool) -> None:
-        self._fused = require_bool("fused", value)
-
 
 class Layer(_Switchable):
     """``n_out`` neurons side by side: a(x Wᵀ + b), one weight row per neuron.
@@ -68,7 +58,9 @@ class Layer(_Switchable):
         activation: a name from ``neuronlab.functional.ACTIVATIONS``.
         bias: whether each neuron has a bias.
         backprop: ``"manual"`` or ``"autograd"``.
-        fused: with manual backprop, one Function for the whole layer (``functional.dense``).
+        fused: ``True`` is ``granularity="layer"`` (the old name).
+        granularity: with manual backprop, ``"op"``, ``"layer"`` or ``"network"`` (see the
+            module docstring); overrides ``fused`` when given.
 
     Shapes: input ``(*, n_in)`` → output ``(*, n_out)``; ``weight`` ``(n_out, n_in)``,
     ``bias`` ``(n_out,)``.
@@ -82,6 +74,7 @@ class Layer(_Switchable):
         bias: bool = True,
         backprop: str = "manual",
         fused: bool = False,
+        granularity: str | None = None,
     ) -> None:
         super().__init__()
         self.n_in = _check_size("n_in", n_in)
@@ -89,6 +82,8 @@ class Layer(_Switchable):
         self.activation = _check_activation(activation)
         self.backprop = backprop
         self.fused = fused
+        if granularity is not None:
+            self.granularity = granularity
         self.weight = nn.Parameter(torch.empty(n_out, n_in))
         self.bias = nn.Parameter(torch.zeros(n_out)) if bias else None
         bound = 1 / n_in**0.5  # a usable default; neuronlab.init.initialize_ sets the policy
@@ -105,19 +100,33 @@ class Layer(_Switchable):
     def pre_activation(self, x: Tensor) -> Tensor:
         """z = x Wᵀ + b, the weighted sum: ``(*, n_in)`` → ``(*, n_out)``."""
         if self._backprop == "manual":
+            if self._granularity == "network":
+                return network(x, (self,), logits=True)[0]
             return linear(x, self.weight, self.bias)
         return nn.functional.linear(x, self.weight, self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self._fused and self._backprop == "manual":
-            return dense(x, self.weight, self.bias, self.activation)
+        if self._backprop == "manual":
+            if self._granularity == "network":
+                return network(x, (self,))[0]
+            if self._granularity == "layer":
+                return dense(x, self.weight, self.bias, self.activation)
         return get_activation(self.activation, self._backprop)(self.pre_activation(x))
 
     def extra_repr(self) -> str:
         return (
             f"n_in={self.n_in}, n_out={self.n_out}, activation={self.activation!r}, "
-            f"bias={self.bias is not None}, backprop={self._backprop!r}, fused={self._fused}"
+            f"bias={self.bias is not None}, backprop={self._backprop!r}, "
+            f"granularity={self._granularity!r}"
         )
+
+
+def _describe_layer(layer: Layer, logits: bool) -> tuple[tuple, tuple]:
+    """A ``Layer`` in the network loop: the dense layer math (``functional.network``)."""
+    return ("identity" if logits else layer.activation,), (layer.weight, layer.bias)
+
+
+register_layer(Layer, "dense", _describe_layer)
 
 
 class Neuron(Layer):
@@ -128,6 +137,8 @@ class Neuron(Layer):
     ``(n_in,)`` view of it.
     """
 
+    _squeezed = True  # one output, the unit axis dropped: no cross-entropy over classes
+
     def __init__(
         self,
         n_in: int,
@@ -135,9 +146,10 @@ class Neuron(Layer):
         bias: bool = True,
         backprop: str = "manual",
         fused: bool = False,
+        granularity: str | None = None,
     ) -> None:
         super().__init__(n_in, 1, activation=activation, bias=bias, backprop=backprop,
-                         fused=fused)
+                         fused=fused, granularity=granularity)
 
     @property
     def w(self) -> Tensor:
@@ -147,8 +159,8 @@ class Neuron(Layer):
         return super().pre_activation(x).squeeze(-1)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self._fused and self._backprop == "manual":
-            return dense(x, self.weight, self.bias, self.activation).squeeze(-1)
+        if self._granularity != "op" and self._backprop == "manual":
+            return super().forward(x).squeeze(-1)
         return super().forward(x)
 
 
@@ -158,7 +170,8 @@ class MLP(_Switchable):
     Hidden layers use ``activation``; the last uses ``output_activation`` (``None`` means
     identity: the network returns logits, and the loss fuses the sigmoid/softmax).
     ``layers`` is an ``nn.ModuleList`` so per-layer statistics can hook each one.
-    Setting ``backprop`` or ``fused`` on the MLP sets it on every layer.
+    Setting ``backprop``, ``granularity`` or ``fused`` on the MLP sets it on every layer; with
+    ``granularity="network"`` the MLP runs its layers as one Function (``functional.network``).
     """
 
     def __init__(
@@ -169,6 +182,7 @@ class MLP(_Switchable):
         bias: bool = True,
         backprop: str = "manual",
         fused: bool = False,
+        granularity: str | None = None,
     ) -> None:
         super().__init__()
         sizes = list(sizes)
@@ -193,6 +207,8 @@ class MLP(_Switchable):
         )
         self.backprop = backprop
         self.fused = fused
+        if granularity is not None:
+            self.granularity = granularity
 
     @_Switchable.backprop.setter
     def backprop(self, value: str) -> None:
@@ -200,19 +216,34 @@ class MLP(_Switchable):
         for layer in getattr(self, "layers", []):
             layer.backprop = value
 
-    @_Switchable.fused.setter
-    def fused(self, value: bool) -> None:
-        self._fused = require_bool("fused", value)
+    @_Switchable.granularity.setter
+    def granularity(self, value: str) -> None:
+        self._granularity = check_granularity(value)
         for layer in getattr(self, "layers", []):
-            layer.fused = value
+            layer.granularity = value
+
+    def _chain(self) -> Sequence[nn.Module]:
+        return self.layers
+
+    def _loop(self, x: Tensor, logits: bool) -> Tensor:
+        """The whole network as one Function; then the layers' forward hooks, if any, with each
+        layer's input and output (the last layer's only when it ran whole)."""
+        out, ys = network(x, self.layers, logits=logits)
+        _run_forward_hooks(self.layers, x, ys, len(ys) - 1 if logits else len(ys))
+        return out
 
     def pre_activation(self, x: Tensor) -> Tensor:
         """The logits: every layer, then the last layer's weighted sum without its activation."""
-        for layer in self.layers[:-1]:
+        if self._granularity == "network" and self._backprop == "manual":
+            return self._loop(x, logits=True)
+        *hidden, last = self.layers  # (slicing a ModuleList would build a new module)
+        for layer in hidden:
             x = layer(x)
-        return self.layers[-1].pre_activation(x)
+        return last.pre_activation(x)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._granularity == "network" and self._backprop == "manual":
+            return self._loop(x, logits=False)
         for layer in self.layers:
             x = layer(x)
         return x

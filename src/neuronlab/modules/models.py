@@ -9,7 +9,7 @@ from typing import ClassVar
 from ..errors import require, require_bool, require_choice, unknown_choice
 from ..functional import ACTIVATIONS, BACKPROP_MODES, LOSSES
 from ..schema import GroupConfig
-from .dense import MLP, Neuron
+from .dense import GRANULARITIES, MLP, Neuron
 
 MODELS = ("neuron", "mlp")
 NEURON_LOSSES = ("bce", "mse")  # one output: cross_entropy needs one output per class
@@ -26,8 +26,12 @@ class ModelConfig(GroupConfig):
         activation: the hidden layers' activation (a neuron's own for ``kind=neuron``).
         output_activation: applied to an MLP's output, or ``None`` (logits).
         backprop: ``manual`` (the hand-written Functions) or ``autograd``.
-        fused: with ``manual``, each layer as one Function (weighted sum + activation, see
-            ``functional.dense``) instead of one per op; same gradients, less overhead.
+        granularity: with ``manual``, how the backward is cut into hand-written Functions:
+            ``op`` (one per op: the node-level chain rule), ``layer`` (one per layer, see
+            ``functional.dense``) or ``network`` (the whole network, and the cross-entropy, as
+            one Function whose backward is the textbook loop, see ``functional.network``: the
+            fastest, so the default). Same gradients at each.
+        fused: the old spelling of ``granularity=layer``: ``true`` sets it.
         loss: ``bce``, ``cross_entropy`` or ``mse``.
         compile: ``torch.compile`` the network.
     """
@@ -38,6 +42,7 @@ class ModelConfig(GroupConfig):
     activation: str = "relu"
     output_activation: str | None = None
     backprop: str = "manual"
+    granularity: str = "network"
     fused: bool = False
     loss: str = "cross_entropy"
     compile: bool = False
@@ -55,7 +60,10 @@ class ModelConfig(GroupConfig):
         if self.output_activation is not None:
             require_choice("model.output_activation", self.output_activation, ACTIVATIONS)
         require_choice("model.backprop", self.backprop, BACKPROP_MODES)
+        require_choice("model.granularity", self.granularity, GRANULARITIES)
         require_bool("model.fused", self.fused)
+        if self.fused:  # the old switch: one Function per layer
+            self.granularity = "layer"
         require_choice("model.loss", self.loss, LOSSES)
         require_bool("model.compile", self.compile)
         if self.kind == "neuron":  # one output: no hidden layers, no softmax over classes
@@ -79,10 +87,10 @@ def build_network(config: ModelConfig, n_in: int, n_classes: int) -> Neuron | ML
                 "use model=mlp"
             )
         return Neuron(n_in, activation=config.activation, backprop=config.backprop,
-                      fused=config.fused)
+                      granularity=config.granularity)
     if config.kind == "mlp":
         n_out = 1 if (config.loss == "bce" and n_classes == 2) else n_classes
         return MLP([n_in, *config.hidden, n_out], activation=config.activation,
                    output_activation=config.output_activation, backprop=config.backprop,
-                   fused=config.fused)
+                   granularity=config.granularity)
     raise unknown_choice("model.kind", config.kind, MODELS)

@@ -92,6 +92,8 @@ class LearnTask(L.LightningModule):
     def output_and_loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         """Logits (bce, cross_entropy) or outputs (mse), and the loss, for ``batch = (x, y)``."""
         x, y = batch
+        if self.loss_name == "cross_entropy":  # at granularity=network: the loss in the loop
+            return self.net.logits_and_loss(x, y, self.loss_name)
         out = self.net.pre_activation(x) if self.takes_logits else self.net(x)
         loss_fn = get_loss(self.loss_name, self.net.backprop)
         if self.loss_name != "cross_entropy" and not (out.dim() == 2 and out.shape[-1] > 1):

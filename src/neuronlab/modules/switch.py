@@ -1,0 +1,90 @@
+"""The switches every dense module has: ``backprop`` (manual | autograd), ``granularity``
+(op | layer | network) and ``fused`` (the old name of ``granularity="layer"``), and the entry
+that lets the loss join the network loop (``logits_and_loss``). See ``modules.dense``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from ..errors import require_bool, unknown_choice
+from ..functional import check_backprop, get_loss
+from ..functional.network import network_cross_entropy
+
+GRANULARITIES = ("op", "layer", "network")
+
+
+def check_granularity(value: str) -> str:
+    if value not in GRANULARITIES:
+        raise unknown_choice("granularity", value, GRANULARITIES)
+    return value
+
+
+class _Switchable(nn.Module):
+    """``backprop``, ``granularity`` and ``fused`` are plain attributes, checked when set."""
+
+    _granularity = "op"  # the default for a module pickled before ``granularity`` existed
+    _squeezed = False  # whether the output drops its unit axis (a ``Neuron``)
+
+    def __setstate__(self, state: dict) -> None:
+        if state.pop("_fused", False) and "_granularity" not in state:  # pickled with ``fused``
+            state["_granularity"] = "layer"
+        super().__setstate__(state)
+
+    @property
+    def backprop(self) -> str:
+        return self._backprop
+
+    @backprop.setter
+    def backprop(self, value: str) -> None:
+        self._backprop = check_backprop(value)
+
+    @property
+    def granularity(self) -> str:
+        return self._granularity
+
+    @granularity.setter
+    def granularity(self, value: str) -> None:
+        self._granularity = check_granularity(value)
+
+    @property
+    def fused(self) -> bool:
+        """The old switch: ``True`` is ``granularity="layer"``, ``False`` ``"op"``."""
+        return self._granularity == "layer"
+
+    @fused.setter
+    def fused(self, value: bool) -> None:
+        self.granularity = "layer" if require_bool("fused", value) else "op"
+
+    def _chain(self) -> Sequence[nn.Module]:
+        """The layers the network loop runs, first to last."""
+        return (self,)
+
+    def logits_and_loss(self, x: Tensor, target: Tensor, loss: str) -> tuple[Tensor, Tensor]:
+        """The logits and the loss ``loss`` (a name from ``LOSSES`` that takes logits) of
+        ``target``. At ``granularity="network"`` (manual) the cross-entropy against class
+        indices joins the loop: one Function from the input to the loss, whose backward starts
+        from the loss's own δ = (p − onehot(y))/N. Otherwise the logits, then the loss's own
+        Function (or torch's); the same values and gradients either way."""
+        if (loss == "cross_entropy" and self._granularity == "network"
+                and self._backprop == "manual" and not self._squeezed
+                and x.dim() == 2 and target.dim() == 1 and not target.is_floating_point()):
+            value, logits, ys = network_cross_entropy(x, target, self._chain())
+            _run_forward_hooks(self._chain(), x, ys, len(ys) - 1)
+            return logits, value
+        out = self.pre_activation(x)
+        return out, get_loss(loss, self._backprop)(out, target)
+
+
+def _run_forward_hooks(layers: Sequence[nn.Module], x: Tensor, ys: Sequence[Tensor],
+                       n: int) -> None:
+    """The forward hooks of the first ``n`` layers, called with each one's input and output
+    (as the network loop ran them; return values ignored)."""
+    for i, layer in enumerate(layers):  # (slicing a ModuleList would build a new module)
+        if i == n:
+            break
+        if layer._forward_hooks:
+            for hook in tuple(layer._forward_hooks.values()):
+                hook(layer, (x if i == 0 else ys[i - 1],), ys[i])
+
