@@ -10,11 +10,11 @@ import torch
 from torch import Tensor, nn
 
 from ..functional.registry import LOSSES, get_loss
+from .conv_terms import network_gradient_terms
 from .grading import F64, TINY, relative_error, text_table
 from .rounding import (
     ROUNDING_FACTOR,
     compare_to_bound,
-    gradient_terms,
     unit_roundoff,
 )
 
@@ -186,7 +186,7 @@ def compare_gradients(model: nn.Module, inputs: Tensor, targets: Tensor,
     finally:
         model.backprop = original
     u = unit_roundoff(p0.dtype, p0.device)
-    terms = gradient_terms(model, x, targets, loss)
+    terms = network_gradient_terms(model, x, targets, loss)
     # a parameter a backward left without a gradient counts as a zero gradient
     manual, auto = ([torch.zeros_like(p) if g is None else g
                      for (_, p), g in zip(named, grads[mode], strict=True)]

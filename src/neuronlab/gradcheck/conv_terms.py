@@ -1,0 +1,132 @@
+"""The size of the terms of each gradient (see :mod:`.rounding`) for the networks past the
+MLP: ``CNN`` (convolutions, flatten, a linear layer) and ``ResMLP`` (skips h + layer(h)).
+
+The same triangle inequality, step by step, as :func:`.rounding.gradient_terms`: forward, a
+weighted sum's size is the sum with |W| over the input's size (a convolution with |W|);
+backward, ``m`` is carried through |W| (a transposed convolution) and |f'(z)|, a skip adds its
+two branches, dropout's 1/(1−p) scales both ways. ``T(W)`` is then the weight gradient of the
+sizes: ``Σ_positions mᵀ X̃`` for a convolution. Normalization layers are not covered (their
+backward mixes a whole batch: :class:`TermsNotCovered`); the audit skips such a network with
+a note instead of judging it against a wrong bound.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..functional import get_activation
+from ..modules import MLP, Layer, Neuron
+from ..modules.cnn import CNN
+from ..modules.conv import _ConvNd
+from ..modules.resmlp import ResMLP
+from .rounding import LOSS_TERMS, _derivative, _loss_gradient_terms, gradient_terms
+
+
+class TermsNotCovered(TypeError):
+    """The network holds a layer whose terms the rounding bound does not size yet."""
+
+
+def _affine(layer: nn.Module, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """The layer's weighted sum with the weights ``w``, ``b`` (plain torch)."""
+    if isinstance(layer, _ConvNd):
+        conv = nn.functional.conv1d if layer.dims == 1 else nn.functional.conv2d
+        return conv(x, w, b, layer.stride, layer.padding, layer.dilation, layer.groups)
+    return nn.functional.linear(x, w, b)
+
+
+def _sized(layer: nn.Module, h: Tensor, size: Tensor, dtype) -> tuple[Tensor, Tensor]:
+    """(z, its size): the weighted sum, and the sum of the sizes with |W| and |b|."""
+    w = layer.weight.detach().to(dtype)
+    b = None if layer.bias is None else layer.bias.detach().to(dtype)
+    return _affine(layer, h, w, b), _affine(layer, size, w.abs(), None if b is None else b.abs())
+
+
+def _back(layer: nn.Module, x_size: Tensor, m: Tensor, dtype
+          ) -> tuple[Tensor, Tensor, Tensor]:
+    """(T(W), T(b), m at the input): the weight gradient of the sizes, Σ m over everything
+    but the channel, and m carried back through |W|."""
+    with torch.enable_grad():
+        x = x_size.detach().requires_grad_()
+        w = layer.weight.detach().to(dtype).abs().requires_grad_()
+        m_in, t_w = torch.autograd.grad(_affine(layer, x, w, None), (x, w), m)
+    t_b = m.sum(0) if m.dim() == 2 else m.sum([0, *range(2, m.dim())])
+    return t_w, t_b, m_in
+
+
+def _check(model: nn.Module) -> None:
+    if getattr(model, "norm", None) is not None:
+        raise TermsNotCovered(
+            f"the rounding bound does not size normalization layers yet (model.norm="
+            f"{model.norm!r}): their backward mixes the batch")
+
+
+def _dropout_factor(model: nn.Module) -> float:
+    p = model.dropout.p if model.training else 0.0
+    return 1.0 / (1.0 - p)
+
+
+@torch.no_grad()
+def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, loss: str,
+                           scale: Tensor | float = 1.0) -> dict[str, Tensor]:
+    """``{parameter name: T}`` for a ``Neuron``, ``Layer``, ``MLP`` (:func:`.rounding.
+    gradient_terms`), ``CNN`` or ``ResMLP`` without normalization; ``TermsNotCovered`` for
+    others. Arguments as :func:`.rounding.gradient_terms`'s."""
+    if isinstance(model, Neuron | Layer | MLP):
+        return gradient_terms(model, inputs, targets, loss, scale)
+    if not isinstance(model, CNN | ResMLP):
+        raise TermsNotCovered(f"no rounding bound for a {type(model).__name__} yet")
+    if loss not in LOSS_TERMS or loss == "mse":
+        raise TermsNotCovered(f"loss={loss!r}: the bound of a {type(model).__name__} covers "
+                              "cross_entropy and bce (on the logits)")
+    _check(model)
+    p0 = model.layers[0].weight
+    dtype = torch.promote_types(p0.dtype, torch.float32)
+    k = _dropout_factor(model)
+    named = {id(p): n for n, p in model.named_parameters()}
+    terms: dict[str, Tensor] = {}
+
+    def keep(layer, t_w, t_b):
+        terms[named[id(layer.weight)]] = t_w
+        if layer.bias is not None:
+            terms[named[id(layer.bias)]] = t_b
+
+    with torch.autocast(p0.device.type, enabled=False):
+        h = inputs.detach().to(device=p0.device, dtype=dtype).reshape(inputs.shape[0], -1)
+        if isinstance(model, CNN):
+            h = h.reshape(h.shape[0], *model.layout)
+        size = h.abs()
+        sizes, zs = [], []
+        hidden = list(model.layers[:-1])
+        for i, layer in enumerate(hidden):
+            z, z_size = _sized(layer, h, size, dtype)
+            sizes.append(size)
+            zs.append(z)
+            a = get_activation(model.activation, "autograd")(z)
+            a_size = a.abs() + _derivative(model.activation, z) * z_size
+            if isinstance(model, ResMLP) and model.residual and i > 0:
+                h, size = h + a, size + a_size
+            else:
+                h, size = a, a_size
+            if isinstance(model, ResMLP):
+                size = size * k
+        if isinstance(model, CNN):
+            h, size = h.flatten(1), size.flatten(1) * k
+        last = model.layers[-1]
+        z, _ = _sized(last, h, size, dtype)
+        m = _loss_gradient_terms(loss, z.squeeze(-1) if z.shape[-1] == 1 and loss == "bce"
+                                 else z, None, targets.to(p0.device)).reshape(z.shape) * scale
+        t_w, t_b, m = _back(last, size, m, dtype)
+        keep(last, t_w, t_b)
+        if isinstance(model, CNN):
+            m = m.reshape(zs[-1].shape) * k
+        for i in range(len(hidden) - 1, -1, -1):
+            if isinstance(model, ResMLP):
+                m = m * k
+            m_z = m * _derivative(model.activation, zs[i])
+            t_w, t_b, m_in = _back(hidden[i], sizes[i], m_z, dtype)
+            keep(hidden[i], t_w, t_b)
+            skip = isinstance(model, ResMLP) and model.residual and i > 0
+            m = m + m_in if skip else m_in
+    return terms
+
