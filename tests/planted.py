@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import planted_backwards as B
+import planted_layers as P
 import pytest
 import torch
 from torch import Tensor
@@ -189,6 +190,11 @@ PLANTS: dict[str, Plant] = {p.name: p for p in [
           shape=(4, 2), finding="invalid gradient at index 2", blamed=2, reaches=None),
     Plant("linear grads swapped", "wrong input", "linear", B.LinearGradsSwapped, shape=(3, 3),
           reaches=None),  # in a model x needs no gradient: W gets None, or shapes clash
+    # the layer ops past the MLP (their models' audits: the models' own tests)
+    Plant("softmax without the sum term", "missing term", "softmax", P.SoftmaxWithoutTheSum,
+          reaches=None),
+    Plant("log_softmax without exp", "missing term", "log_softmax", P.LogSoftmaxWithoutExp,
+          reaches=None),
 ]}
 
 # the plants that change a model's gradients, on the CPU (compare_gradients, the audit)

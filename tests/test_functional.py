@@ -31,6 +31,8 @@ from neuronlab.functional.losses import (
     CrossEntropyFunction,
     MSELossFunction,
 )
+from neuronlab.functional.samplers import LAYER_KINDS
+from neuronlab.functional.softmax import LogSoftmaxFunction, SoftmaxFunction
 
 SHAPES = [(5,), (4, 3), (2, 3, 4)]
 LOSS_NAMES = ["mse_loss", "binary_cross_entropy_with_logits", "cross_entropy"]
@@ -48,6 +50,8 @@ FUNCTIONS: dict[str, tuple[type[torch.autograd.Function], tuple]] = {
     "mse_loss": (MSELossFunction, ("mean",)),
     "binary_cross_entropy_with_logits": (BCEWithLogitsFunction, (None, None, "mean")),
     "cross_entropy": (CrossEntropyFunction, (None, "mean", -100, 0.0)),
+    "softmax": (SoftmaxFunction, (-1,)),
+    "log_softmax": (LogSoftmaxFunction, (-1,)),
 }
 
 
@@ -82,7 +86,7 @@ def _clone(inputs) -> tuple:
 def test_table_is_complete():
     assert set(FUNCTIONS) == set(OPS)
     for spec in OPS.values():
-        assert spec.kind in ("linear", "activation", "loss")
+        assert spec.kind in ("linear", "activation", "loss", *LAYER_KINDS)
 
 
 # ---- finite differences (float64) ---------------------------------------------------------

@@ -28,7 +28,9 @@ def _model_and_batch(plant: Plant) -> tuple[MLP, torch.Tensor, torch.Tensor]:
 
 
 def test_every_op_reaches_a_model_through_some_plant():
-    assert {PLANTS[n].op for n in IN_MODELS} == set(OPS)
+    # the MLP's ops; the layer ops reach their models in the models' own tests
+    assert {PLANTS[n].op for n in IN_MODELS} == {
+        name for name, spec in OPS.items() if spec.kind in ("linear", "activation", "loss")}
     assert {PLANTS[n].reaches for n in IN_MODELS} == {"hidden", "all", "biases", "weights"}
 
 

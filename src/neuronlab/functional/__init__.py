@@ -15,6 +15,7 @@ from .registry import (
     get_activation,
     get_loss,
 )
+from .softmax import log_softmax, softmax
 
 __all__ = [
     "ACTIVATIONS",
@@ -31,9 +32,11 @@ __all__ = [
     "get_loss",
     "leaky_relu",
     "linear",
+    "log_softmax",
     "mse_loss",
     "relu",
     "sigmoid",
+    "softmax",
     "softplus",
     "tanh",
 ]

@@ -175,7 +175,7 @@ def check_sample(spec: OpSpec, sample, *, seed: int = 0) -> tuple[str, str]:
         return "refused", f"torch raises too: {type(e).__name__}: {e}"
     v = _upstream(ref_out, seed)
     try:
-        out, grads = _forward_and_grads(spec.manual, _twin(sample), v)
+        out, grads = _forward_and_grads(spec.function, _twin(sample), v)
     except (TypeError, ValueError) as e:
         return "refused", f"{type(e).__name__}: {e}"
     except Exception as e:
@@ -243,7 +243,7 @@ def gradcheck_samples(spec: OpSpec, *, exhaustive: bool = False,
         if not _differentiable(sample) or not _judgeable(spec, sample, max_numel):
             continue
         try:
-            _call(spec.manual, _twin(sample))
+            _call(spec.function, _twin(sample))
         except (TypeError, ValueError):
             continue  # refused: counted by check_op
         chosen.append(sample)
@@ -259,6 +259,6 @@ def as_function(spec: OpSpec, sample) -> tuple[Callable[..., Tensor], tuple[Tens
     def fn(*xs):
         swap = dict(zip(ids, xs, strict=True))
         s = sample.transform(lambda v: swap.get(id(v), v) if isinstance(v, Tensor) else v)
-        return _call(spec.manual, s)
+        return _call(spec.function, s)
 
     return fn, tuple(wrt)

@@ -17,6 +17,8 @@ from torch import Tensor
 from ..errors import unknown_choice
 from . import activations as A
 from . import losses as L
+from . import samplers as S
+from . import softmax as SM
 from .cross_entropy import CrossEntropyFunction
 from .linear import LinearFunction, linear
 from .precision import DtypeRule
@@ -29,12 +31,20 @@ class OpSpec:
     """An op: ``manual(*inputs)`` and ``reference(*inputs)`` compute the same thing."""
 
     name: str
-    kind: str  # "linear" | "activation" | "loss"
+    kind: str  # "linear" | "activation" | "loss" | one of samplers.LAYER_KINDS
     manual: Callable[..., Tensor]
     reference: Callable[..., Tensor]
     sample: Sampler  # sample(shape, dtype, device, generator) -> inputs (grads as needed)
     dtypes: DtypeRule  # where it computes: its autocast list, float32 math for half inputs
     opinfo: str  # its entry in torch's OpInfo database (torch.testing._internal), by name
+    # the public function with torch's signature, as the OpInfo samples call it, where
+    # ``manual`` is a table call fixing some arguments (conv's stride, softmax's dim): None = manual
+    public: Callable[..., Tensor] | None = None
+
+    @property
+    def function(self) -> Callable[..., Tensor]:
+        """What torch's OpInfo samples call: ``public``, else ``manual``."""
+        return self.manual if self.public is None else self.public
 
 
 def _randn(shape, dtype, device, generator, requires_grad=True) -> Tensor:
@@ -112,6 +122,13 @@ OPS: dict[str, OpSpec] = {
         ),
         OpSpec("cross_entropy", "loss", L.cross_entropy, F.cross_entropy, _sample_cross_entropy,
                CrossEntropyFunction.dtypes, "nn.functional.cross_entropy"),
+        # the layer ops past the MLP: a table call (see ``samplers``), torch's the same way
+        OpSpec("softmax", "softmax", S.table_call(SM.softmax, "softmax", dim=-1),
+               S.table_call(F.softmax, "F.softmax", dim=-1), S.sample_input,
+               SM.SoftmaxFunction.dtypes, "softmax", public=SM.softmax),
+        OpSpec("log_softmax", "softmax", S.table_call(SM.log_softmax, "log_softmax", dim=-1),
+               S.table_call(F.log_softmax, "F.log_softmax", dim=-1), S.sample_input,
+               SM.LogSoftmaxFunction.dtypes, "log_softmax", public=SM.log_softmax),
     ]
 }
 
