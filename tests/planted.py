@@ -195,6 +195,10 @@ PLANTS: dict[str, Plant] = {p.name: p for p in [
           reaches=None),
     Plant("log_softmax without exp", "missing term", "log_softmax", P.LogSoftmaxWithoutExp,
           reaches=None),
+    Plant("conv dW ignores the stride", "stride", "conv1d", P.ConvWeightIgnoresStride,
+          shape=(2, 3, 7), reaches=None),
+    Plant("conv2d dW ignores the stride", "stride", "conv2d", P.ConvWeightIgnoresStride,
+          shape=(2, 5, 6), reaches=None),
 ]}
 
 # the plants that change a model's gradients, on the CPU (compare_gradients, the audit)

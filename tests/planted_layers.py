@@ -4,8 +4,12 @@ holds one mistake, written for the inputs the op's table call gets (``OPS[op].sa
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+import neuronlab.functional.conv as C
+from neuronlab.functional.conv import ConvFunction
 from neuronlab.functional.softmax import LogSoftmaxFunction, SoftmaxFunction
 
 
@@ -25,3 +29,20 @@ class LogSoftmaxWithoutExp(LogSoftmaxFunction):
     def backward(ctx, grad_output: Tensor):
         (ell,) = ctx.saved_tensors
         return grad_output - ell * grad_output.sum(ctx.dim, keepdim=True), None
+
+
+class ConvWeightIgnoresStride(ConvFunction):
+    """∂W from the patches at stride 1 (the first T of them): right only when stride = 1."""
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        grads = list(ConvFunction.backward(ctx, grad_output))
+        input, weight = ctx.saved_tensors
+        if ctx.needs_input_grad[1]:
+            x = F.pad(input, [p for pair in reversed(ctx.padding) for p in pair])
+            cols = C.patches(x, ctx.shapes[1][2:], (1,) * len(ctx.stride), ctx.dilation)
+            first = tuple(slice(0, t) for t in grad_output.shape[2:])
+            cols = cols[(slice(None), slice(None), *first)]  # T windows, each one step apart
+            spec = "not,nctk->ock" if len(first) == 1 else "nohw,nchwij->ocij"
+            grads[1] = torch.einsum(spec, grad_output, cols)  # groups = 1 in the table call
+        return tuple(grads)

@@ -25,6 +25,7 @@ from neuronlab.functional.activations import (
     SoftplusFunction,
     TanhFunction,
 )
+from neuronlab.functional.conv import ConvFunction
 from neuronlab.functional.linear import LinearFunction
 from neuronlab.functional.losses import (
     BCEWithLogitsFunction,
@@ -51,6 +52,8 @@ FUNCTIONS: dict[str, tuple[type[torch.autograd.Function], tuple]] = {
     "binary_cross_entropy_with_logits": (BCEWithLogitsFunction, (None, None, "mean")),
     "cross_entropy": (CrossEntropyFunction, (None, "mean", -100, 0.0)),
     "softmax": (SoftmaxFunction, (-1,)),
+    "conv1d": (ConvFunction, ((2,), ((1, 1),), (1,), 1)),
+    "conv2d": (ConvFunction, ((2, 2), ((1, 1), (1, 1)), (1, 1), 1)),
     "log_softmax": (LogSoftmaxFunction, (-1,)),
 }
 

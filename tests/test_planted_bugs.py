@@ -39,7 +39,7 @@ def test_the_table_covers_every_kind_of_bug():
     assert {"sign", "factor", "near-miss constant", "region", "mirrored", "missing term",
             "upstream ignored", "batch size 1 only", "mean as sum", "normalization",
             "reduction axis", "missing gradient", "broadcast", "shape", "transpose",
-            "wrong input", "dtype", "device", "in place"} <= kinds
+            "wrong input", "dtype", "device", "in place", "stride"} <= kinds
     assert {p.op for p in PLANTS.values()} == set(OPS)  # every op has a bug planted in it
 
 

@@ -2,6 +2,7 @@
 ``torch.nn.functional``. See ``registry.OPS`` for the table of ops."""
 
 from .activations import gelu, leaky_relu, relu, sigmoid, softplus, tanh
+from .conv import conv1d, conv2d
 from .linear import linear
 from .losses import binary_cross_entropy_with_logits, cross_entropy, mse_loss
 from .precision import DtypeRule
@@ -26,6 +27,8 @@ __all__ = [
     "OpSpec",
     "binary_cross_entropy_with_logits",
     "check_backprop",
+    "conv1d",
+    "conv2d",
     "cross_entropy",
     "gelu",
     "get_activation",

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..errors import unknown_choice
 from . import activations as A
+from . import conv as C
 from . import losses as L
 from . import samplers as S
 from . import softmax as SM
@@ -129,6 +130,12 @@ OPS: dict[str, OpSpec] = {
         OpSpec("log_softmax", "softmax", S.table_call(SM.log_softmax, "log_softmax", dim=-1),
                S.table_call(F.log_softmax, "F.log_softmax", dim=-1), S.sample_input,
                SM.LogSoftmaxFunction.dtypes, "log_softmax", public=SM.log_softmax),
+        OpSpec("conv1d", "conv", S.table_call(C.conv1d, "conv1d", stride=2, padding=1),
+               S.table_call(F.conv1d, "F.conv1d", stride=2, padding=1), S.sample_conv(1),
+               C.ConvFunction.dtypes, "nn.functional.conv1d", public=C.conv1d),
+        OpSpec("conv2d", "conv", S.table_call(C.conv2d, "conv2d", stride=2, padding=1),
+               S.table_call(F.conv2d, "F.conv2d", stride=2, padding=1), S.sample_conv(2),
+               C.ConvFunction.dtypes, "nn.functional.conv2d", public=C.conv2d),
     ]
 }
 
