@@ -199,6 +199,10 @@ PLANTS: dict[str, Plant] = {p.name: p for p in [
           shape=(2, 3, 7), reaches=None),
     Plant("conv2d dW ignores the stride", "stride", "conv2d", P.ConvWeightIgnoresStride,
           shape=(2, 5, 6), reaches=None),
+    *[Plant(f"max_pool{d}d gradient at the wrong index", "wrong index", f"max_pool{d}d",
+            P.MaxPoolWrongIndex, shape=(2, 3, 6), reaches=None) for d in (1, 2)],
+    *[Plant(f"avg_pool{d}d padding counted", "divisor", f"avg_pool{d}d",
+            P.AvgPoolDividesByTheKernel, shape=(2, 3, 6), reaches=None) for d in (1, 2)],
 ]}
 
 # the plants that change a model's gradients, on the CPU (compare_gradients, the audit)

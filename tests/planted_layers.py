@@ -4,12 +4,16 @@ holds one mistake, written for the inputs the op's table call gets (``OPS[op].sa
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 import neuronlab.functional.conv as C
+import neuronlab.functional.pooling as P
 from neuronlab.functional.conv import ConvFunction
+from neuronlab.functional.pooling import AvgPoolFunction, MaxPoolFunction
 from neuronlab.functional.softmax import LogSoftmaxFunction, SoftmaxFunction
 
 
@@ -46,3 +50,26 @@ class ConvWeightIgnoresStride(ConvFunction):
             spec = "not,nctk->ock" if len(first) == 1 else "nohw,nchwij->ocij"
             grads[1] = torch.einsum(spec, grad_output, cols)  # groups = 1 in the table call
         return tuple(grads)
+
+
+class MaxPoolWrongIndex(MaxPoolFunction):
+    """Each window's gradient sent one place to the right of its argmax (the last wraps to
+    the first): an off-by-one in the index."""
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor, grad_indices: Tensor | None):
+        (indices,) = ctx.saved_tensors
+        plane = math.prod(ctx.input_shape[-ctx.dims:])
+        shifted = (indices + 1) % plane
+        grad = P.max_pool_backward(grad_output, shifted, ctx.input_shape, ctx.dims)
+        return grad, None, None, None, None, None
+
+
+class AvgPoolDividesByTheKernel(AvgPoolFunction):
+    """g / k everywhere: right for full windows, wrong where padding is not counted."""
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        grad = P.avg_pool_backward(grad_output, ctx.input_shape, ctx.kernel, ctx.stride,
+                                   ctx.padding, True, math.prod(ctx.kernel))
+        return grad, None, None, None, None, None, None

@@ -32,6 +32,7 @@ from neuronlab.functional.losses import (
     CrossEntropyFunction,
     MSELossFunction,
 )
+from neuronlab.functional.pooling import AvgPoolFunction, MaxPoolFunction
 from neuronlab.functional.samplers import LAYER_KINDS
 from neuronlab.functional.softmax import LogSoftmaxFunction, SoftmaxFunction
 
@@ -54,6 +55,10 @@ FUNCTIONS: dict[str, tuple[type[torch.autograd.Function], tuple]] = {
     "softmax": (SoftmaxFunction, (-1,)),
     "conv1d": (ConvFunction, ((2,), ((1, 1),), (1,), 1)),
     "conv2d": (ConvFunction, ((2, 2), ((1, 1), (1, 1)), (1, 1), 1)),
+    "max_pool1d": (MaxPoolFunction, ((3,), (2,), (1,), (1,), False)),
+    "max_pool2d": (MaxPoolFunction, ((3, 3), (2, 2), (1, 1), (1, 1), False)),
+    "avg_pool1d": (AvgPoolFunction, ((3,), (2,), (1,), True, False, None)),
+    "avg_pool2d": (AvgPoolFunction, ((3, 3), (2, 2), (1, 1), True, False, None)),
     "log_softmax": (LogSoftmaxFunction, (-1,)),
 }
 

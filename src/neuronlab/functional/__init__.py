@@ -5,6 +5,7 @@ from .activations import gelu, leaky_relu, relu, sigmoid, softplus, tanh
 from .conv import conv1d, conv2d
 from .linear import linear
 from .losses import binary_cross_entropy_with_logits, cross_entropy, mse_loss
+from .pooling import avg_pool1d, avg_pool2d, max_pool1d, max_pool2d
 from .precision import DtypeRule
 from .registry import (
     ACTIVATIONS,
@@ -25,6 +26,8 @@ __all__ = [
     "LOSSES",
     "OPS",
     "OpSpec",
+    "avg_pool1d",
+    "avg_pool2d",
     "binary_cross_entropy_with_logits",
     "check_backprop",
     "conv1d",
@@ -36,6 +39,8 @@ __all__ = [
     "leaky_relu",
     "linear",
     "log_softmax",
+    "max_pool1d",
+    "max_pool2d",
     "mse_loss",
     "relu",
     "sigmoid",

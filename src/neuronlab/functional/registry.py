@@ -18,6 +18,7 @@ from ..errors import unknown_choice
 from . import activations as A
 from . import conv as C
 from . import losses as L
+from . import pooling as P
 from . import samplers as S
 from . import softmax as SM
 from .cross_entropy import CrossEntropyFunction
@@ -136,6 +137,15 @@ OPS: dict[str, OpSpec] = {
         OpSpec("conv2d", "conv", S.table_call(C.conv2d, "conv2d", stride=2, padding=1),
                S.table_call(F.conv2d, "F.conv2d", stride=2, padding=1), S.sample_conv(2),
                C.ConvFunction.dtypes, "nn.functional.conv2d", public=C.conv2d),
+        *[OpSpec(f"{kind}_pool{d}d", "pool",
+                 S.table_call(getattr(P, f"{kind}_pool{d}d"), f"{kind}_pool{d}d", **args),
+                 S.table_call(getattr(F, f"{kind}_pool{d}d"), f"F.{kind}_pool{d}d", **args),
+                 S.sample_pool(d), P.POOL, f"nn.functional.{kind}_pool{d}d",
+                 public=getattr(P, f"{kind}_pool{d}d"))
+          for kind, args in [("max", dict(kernel_size=3, stride=2, padding=1)),
+                             ("avg", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True,
+                                          count_include_pad=False))]
+          for d in (1, 2)],
     ]
 }
 
