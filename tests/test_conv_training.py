@@ -164,3 +164,23 @@ def test_mnist1d_cnn_reaches_92_percent_with_the_hand_written_backward(tmp_path)
         acc[backprop] = record["metrics"]["test/acc"]
     assert acc["manual"] >= 0.92, acc
     assert abs(acc["manual"] - acc["autograd"]) <= 0.02, acc  # 1,000 test signals: ±0.8 % σ
+
+
+@pytest.mark.slow
+def test_bench_times_the_cnn_step(tmp_path):
+    """``scripts/bench.py --quick --only cnn``: manual and autograd step times (no threshold:
+    a shared machine is too noisy), their ratio per mode."""
+    import json
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
+    out = tmp_path / "b.json"
+    proc = subprocess.run([sys.executable, str(script), "--quick", "--only", "cnn", "--out",
+                           str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r = json.loads(out.read_text())["cnn"]
+    assert {"manual/eager", "autograd/eager"} <= set(r["time_s"])
+    assert all(0 < t < 10 for t in r["time_s"].values())
+    assert 0 < r["manual_over_autograd"]["eager"] < 10
+    assert set(r["time_s"]) | set(r["fallbacks"]) >= {"manual/compiled", "autograd/compiled"}
