@@ -203,6 +203,14 @@ PLANTS: dict[str, Plant] = {p.name: p for p in [
             P.MaxPoolWrongIndex, shape=(2, 3, 6), reaches=None) for d in (1, 2)],
     *[Plant(f"avg_pool{d}d padding counted", "divisor", f"avg_pool{d}d",
             P.AvgPoolDividesByTheKernel, shape=(2, 3, 6), reaches=None) for d in (1, 2)],
+    Plant("batch_norm backward without the mean term", "missing term", "batch_norm",
+          P.BatchNormMissingTheMeanTerm, shape=(6, 3), reaches=None),
+    Plant("layer_norm backward without the variance term", "missing term", "layer_norm",
+          P.LayerNormMissingTheVarianceTerm, shape=(4, 5), reaches=None),
+    Plant("embedding ignores padding_idx", "padding", "embedding",
+          P.EmbeddingIgnoresPaddingIdx, shape=(4, 5), reaches=None),
+    Plant("dropout backward without 1/(1-p)", "factor", "dropout", P.DropoutWithoutTheScale,
+          reaches=None),
 ]}
 
 # the plants that change a model's gradients, on the CPU (compare_gradients, the audit)

@@ -11,8 +11,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import neuronlab.functional.conv as C
+import neuronlab.functional.norm as N
 import neuronlab.functional.pooling as P
 from neuronlab.functional.conv import ConvFunction
+from neuronlab.functional.dropout import DropoutFunction
+from neuronlab.functional.embedding import EmbeddingFunction, embedding_backward
+from neuronlab.functional.norm import BatchNormFunction, LayerNormFunction
 from neuronlab.functional.pooling import AvgPoolFunction, MaxPoolFunction
 from neuronlab.functional.softmax import LogSoftmaxFunction, SoftmaxFunction
 
@@ -73,3 +77,52 @@ class AvgPoolDividesByTheKernel(AvgPoolFunction):
         grad = P.avg_pool_backward(grad_output, ctx.input_shape, ctx.kernel, ctx.stride,
                                    ctx.padding, True, math.prod(ctx.kernel))
         return grad, None, None, None, None, None, None
+
+
+class BatchNormMissingTheMeanTerm(BatchNormFunction):
+    """∂L/∂x = σ⁻¹/n (n·dh − x̂ Σ(dh x̂)): the path through μ (−Σ dh) forgotten."""
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor, grad_mean, grad_var):
+        grads = list(BatchNormFunction.backward(ctx, grad_output, grad_mean, grad_var))
+        input, _, _, weight = ctx.saved_tensors
+        dims = [0, *range(2, input.dim())]
+        dh = grad_output * weight.reshape(1, -1, *([1] * (input.dim() - 2)))
+        n = math.prod(input.shape[d] for d in dims)
+        # the real gradient plus back what the −Σdh term took away: σ⁻¹/n · Σdh
+        _, rstd, _, _ = N.standardize(input, dims, ctx.eps)
+        grads[0] = grads[0] + rstd / n * dh.sum(dims, keepdim=True)
+        return tuple(grads)
+
+
+class LayerNormMissingTheVarianceTerm(LayerNormFunction):
+    """∂L/∂x = σ⁻¹/n (n·dh − Σdh): the path through σ² (−x̂ Σ(dh x̂)) forgotten."""
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        input, weight = ctx.saved_tensors
+        dims = [input.dim() - 1]
+        xhat, rstd, _, _ = N.standardize(input, dims, ctx.eps)
+        dh = grad_output * weight
+        grad = rstd * (dh - dh.mean(dims, keepdim=True))
+        _, gw, gb = N.layer_norm_backward(grad_output, input, weight, ctx.normalized_shape,
+                                          ctx.eps, (False, True, True), ctx.has_bias)
+        return grad, None, gw, gb, None
+
+
+class EmbeddingIgnoresPaddingIdx(EmbeddingFunction):
+    """Every lookup scatter-added, the padding row's too."""
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        (indices,) = ctx.saved_tensors
+        return None, embedding_backward(grad_output, indices, ctx.num_rows, None), None
+
+
+class DropoutWithoutTheScale(DropoutFunction):
+    """∂L/∂x = g ⊙ m: the mask, without the 1/(1 − p) the forward scaled by."""
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        (noise,) = ctx.saved_tensors
+        return grad_output * (noise != 0).to(grad_output.dtype), None

@@ -26,12 +26,15 @@ from neuronlab.functional.activations import (
     TanhFunction,
 )
 from neuronlab.functional.conv import ConvFunction
+from neuronlab.functional.dropout import DropoutFunction
+from neuronlab.functional.embedding import EmbeddingFunction
 from neuronlab.functional.linear import LinearFunction
 from neuronlab.functional.losses import (
     BCEWithLogitsFunction,
     CrossEntropyFunction,
     MSELossFunction,
 )
+from neuronlab.functional.norm import BatchNormFunction, LayerNormFunction
 from neuronlab.functional.pooling import AvgPoolFunction, MaxPoolFunction
 from neuronlab.functional.samplers import LAYER_KINDS
 from neuronlab.functional.softmax import LogSoftmaxFunction, SoftmaxFunction
@@ -59,6 +62,10 @@ FUNCTIONS: dict[str, tuple[type[torch.autograd.Function], tuple]] = {
     "max_pool2d": (MaxPoolFunction, ((3, 3), (2, 2), (1, 1), (1, 1), False)),
     "avg_pool1d": (AvgPoolFunction, ((3,), (2,), (1,), True, False, None)),
     "avg_pool2d": (AvgPoolFunction, ((3, 3), (2, 2), (1, 1), True, False, None)),
+    "layer_norm": (LayerNormFunction, ()),
+    "batch_norm": (BatchNormFunction, ()),
+    "dropout": (DropoutFunction, ()),
+    "embedding": (EmbeddingFunction, ()),
     "log_softmax": (LogSoftmaxFunction, (-1,)),
 }
 
@@ -454,7 +461,10 @@ def test_vmap_grad_per_sample(name, shape):
     def f(*inputs):
         return spec.manual(*inputs).sum()
 
-    per_sample = torch.func.vmap(torch.func.grad(f, argnums=argnums))(*stacked)
+    # dropout draws its mask inside: the same mask for every sample, as in the loop
+    randomness = "same" if spec.kind == "dropout" else "error"
+    per_sample = torch.func.vmap(torch.func.grad(f, argnums=argnums),
+                                 randomness=randomness)(*stacked)
     for k, sample in enumerate(samples):
         twin = _clone(sample)
         expected = torch.autograd.grad(

@@ -18,12 +18,18 @@ from ..errors import unknown_choice
 from . import activations as A
 from . import conv as C
 from . import losses as L
+from . import norm as N
 from . import pooling as P
 from . import samplers as S
-from . import softmax as SM
 from .cross_entropy import CrossEntropyFunction
+
+# (``from .x import names``: the package's ``softmax``, ``dropout`` and ``embedding`` are the
+# functions, which shadow their modules of the same name as attributes)
+from .dropout import DROPOUT, dropout
+from .embedding import EMBEDDING, embedding
 from .linear import LinearFunction, linear
 from .precision import DtypeRule
+from .softmax import LogSoftmaxFunction, SoftmaxFunction, log_softmax, softmax
 
 Sampler = Callable[..., tuple]
 
@@ -125,12 +131,12 @@ OPS: dict[str, OpSpec] = {
         OpSpec("cross_entropy", "loss", L.cross_entropy, F.cross_entropy, _sample_cross_entropy,
                CrossEntropyFunction.dtypes, "nn.functional.cross_entropy"),
         # the layer ops past the MLP: a table call (see ``samplers``), torch's the same way
-        OpSpec("softmax", "softmax", S.table_call(SM.softmax, "softmax", dim=-1),
+        OpSpec("softmax", "softmax", S.table_call(softmax, "softmax", dim=-1),
                S.table_call(F.softmax, "F.softmax", dim=-1), S.sample_input,
-               SM.SoftmaxFunction.dtypes, "softmax", public=SM.softmax),
-        OpSpec("log_softmax", "softmax", S.table_call(SM.log_softmax, "log_softmax", dim=-1),
+               SoftmaxFunction.dtypes, "softmax", public=softmax),
+        OpSpec("log_softmax", "softmax", S.table_call(log_softmax, "log_softmax", dim=-1),
                S.table_call(F.log_softmax, "F.log_softmax", dim=-1), S.sample_input,
-               SM.LogSoftmaxFunction.dtypes, "log_softmax", public=SM.log_softmax),
+               LogSoftmaxFunction.dtypes, "log_softmax", public=log_softmax),
         OpSpec("conv1d", "conv", S.table_call(C.conv1d, "conv1d", stride=2, padding=1),
                S.table_call(F.conv1d, "F.conv1d", stride=2, padding=1), S.sample_conv(1),
                C.ConvFunction.dtypes, "nn.functional.conv1d", public=C.conv1d),
@@ -146,6 +152,22 @@ OPS: dict[str, OpSpec] = {
                              ("avg", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True,
                                           count_include_pad=False))]
           for d in (1, 2)],
+        OpSpec("layer_norm", "norm", S.layer_norm_call(N.layer_norm, "layer_norm"),
+               S.layer_norm_call(F.layer_norm, "F.layer_norm"), S.sample_layer_norm,
+               N.LAYER_NORM, "nn.functional.layer_norm", public=N.layer_norm),
+        OpSpec("batch_norm", "norm", S.batch_norm_call(N.batch_norm, "batch_norm"),
+               S.batch_norm_call(F.batch_norm, "F.batch_norm"), S.sample_batch_norm,
+               N.BATCH_NORM, "nn.functional.batch_norm", public=N.batch_norm),
+        OpSpec("dropout", "dropout", S.seeded(S.table_call(dropout, "dropout", p=0.3),
+                                              "dropout (seeded)"),
+               S.seeded(S.table_call(F.dropout, "F.dropout", p=0.3), "F.dropout (seeded)"),
+               S.sample_input, DROPOUT, "nn.functional.dropout",
+               public=S.seeded(dropout, "dropout (seeded)")),
+        OpSpec("embedding", "embedding",
+               S.padded_embedding_call(embedding, "embedding", S.PADDING_IDX),
+               S.padded_embedding_call(F.embedding, "F.embedding", S.PADDING_IDX),
+               S.sample_embedding, EMBEDDING, "nn.functional.embedding",
+               public=S.embedding_call(embedding, "embedding")),
     ]
 }
 

@@ -30,6 +30,55 @@ def table_call(fn: Callable[..., Tensor], name: str, **kwargs) -> Callable[..., 
     return call
 
 
+OPINFO_SEED = 42  # the seed torch's OpInfo sets around a random op (``wrapper_set_seed``)
+
+
+def seeded(fn: Callable[..., Tensor], name: str, seed: int = OPINFO_SEED) -> Callable[..., Tensor]:
+    """``fn`` run with torch's generators seeded with ``seed`` and restored after: a random op
+    (dropout) as a function, the same mask every call."""
+
+    def call(*args, **kwargs) -> Tensor:
+        devices = [t.device for t in args if isinstance(t, Tensor) and t.device.type == "cuda"]
+        with torch.random.fork_rng(devices=devices[:1]):
+            torch.manual_seed(seed)
+            return fn(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+def embedding_call(embedding: Callable[..., Tensor], name: str) -> Callable[..., Tensor]:
+    """``embedding(indices, weight, **kwargs)`` called as ``(weight, indices, **kwargs)``: the
+    order of torch's OpInfo, whose gradient tests perturb the first argument."""
+
+    def call(weight: Tensor, indices: Tensor, **kwargs) -> Tensor:
+        return embedding(indices, weight, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+def padded_embedding_call(embedding: Callable[..., Tensor], name: str,
+                          padding_idx: int) -> Callable[..., Tensor]:
+    """``(weight, indices)`` → the lookup with ``padding_idx``, finite differences can judge.
+
+    torch's convention gives the padding row no gradient, though the output depends on it:
+    no finite difference agrees. So the padded lookups get the row's true derivative back
+    through a second path that is zero in value, ``W[pad] − W[pad].detach()``: the output is
+    torch's, the derivative the true one when the op's backward leaves that row at 0, and a
+    backward that ignores ``padding_idx`` counts the row twice, which finite differences see.
+    """
+
+    def call(weight: Tensor, indices: Tensor) -> Tensor:
+        out = embedding(indices, weight, padding_idx=padding_idx)
+        padded = (indices == padding_idx).unsqueeze(-1).to(weight.dtype)  # (*i, 1)
+        row = weight[padding_idx]
+        return out + padded * (row - row.detach())
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
 def randn(shape, dtype, device, generator, requires_grad: bool = True) -> Tensor:
     x = torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype=dtype, device=device)
     return x.requires_grad_(requires_grad)
@@ -77,6 +126,26 @@ def sample_layer_norm(shape, dtype, device, generator):
     gamma = randn(shape[-1:], dtype, device, generator)
     beta = randn(shape[-1:], dtype, device, generator)
     return x, gamma, beta
+
+
+def layer_norm_call(layer_norm: Callable[..., Tensor], name: str) -> Callable[..., Tensor]:
+    """``layer_norm(x, γ.shape, γ, β)``: normalized over γ's shape, the trailing dims."""
+
+    def call(input: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        return layer_norm(input, tuple(weight.shape), weight, bias)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+def batch_norm_call(batch_norm: Callable[..., Tensor], name: str) -> Callable[..., Tensor]:
+    """``batch_norm(x, None, None, γ, β, training=True)``: the batch's own statistics."""
+
+    def call(input: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        return batch_norm(input, None, None, weight, bias, training=True)
+
+    call.__name__ = call.__qualname__ = name
+    return call
 
 
 def sample_batch_norm(shape, dtype, device, generator):
