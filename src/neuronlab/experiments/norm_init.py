@@ -25,7 +25,7 @@ from ..modules import ModelConfig, build_network
 from ..optim import SGD
 
 NORMS = (None, "batch", "layer")
-SCALES = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+SCALES = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 TRAINED = 0.35  # a run trains if its final loss is below this (ln 2 = 0.693 is chance)
 MAX_LOSS = 1e3  # above this (or not finite) the run diverged
 

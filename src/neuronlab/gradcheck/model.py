@@ -175,9 +175,11 @@ def compare_gradients(model: nn.Module, inputs: Tensor, targets: Tensor,
                          "bound; 1 is the default)")
     x = inputs.to(device=p0.device, dtype=p0.dtype)  # (N, n_in)
     original, grads, values = model.backprop, {}, {}
+    rng = torch.get_rng_state()  # dropout: both passes draw the same mask
     try:
         for mode in ("manual", "autograd"):
             model.backprop = mode
+            torch.set_rng_state(rng)
             out = model.pre_activation(x) if LOSSES[loss].takes_logits else model(x)
             y = _targets_for(loss, out, targets)
             value = get_loss(loss, mode)(out, y)
