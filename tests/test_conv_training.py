@@ -2,8 +2,8 @@
 """The models past the MLP in training runs: ``model=cnn`` on MNIST-1D's signals (Conv1d) and
 the digits' images (Conv2d), ``model=resmlp``, ``model.norm``/``model.dropout``; checkpoints
 and resume carry every new layer (BatchNorm's running statistics too), the gradient-flow
-statistics see the convolutions, and the gradient audit judges what its bound covers, catches
-a bug planted mid-run in a residual network, and skips a normalized network with a note."""
+statistics see the convolutions, and the gradient audit judges them all (convolutions, skips,
+norms, dropout) without alarm and catches a bug planted mid-run in a residual network."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from planted import PLANTS
 from neuronlab import functional
 from neuronlab.config import ConfigError, compose
 from neuronlab.data import load_dataset
+from neuronlab.gradcheck.conv_terms import TermsNotCovered, network_gradient_terms
 from neuronlab.modules import ModelConfig
 from neuronlab.modules.cnn import CNN
 from neuronlab.training.run import train
@@ -120,14 +121,37 @@ def test_audit_catches_a_bug_planted_in_a_residual_network(tmp_path, monkeypatch
     assert m and int(m.group(1)) == PLANT_STEP, record["message"]
 
 
-def test_audit_skips_what_its_bound_does_not_cover(tmp_path):
-    if not hasattr(functional, "batch_norm"):
-        pytest.skip("neuronlab.functional.batch_norm not in this build yet (branch ops)")
-    with pytest.warns(UserWarning, match="gradient audit skipped: .*normalization"):
-        record, audit = train_audited(tmp_path, "model=resmlp", "model.hidden=[16,16]",
-                                      "model.norm=batch", "trainer.max_steps=30")
-    assert record["status"] == "ok" and audit.audits == 0
-    assert "model.norm='batch'" in audit.not_covered
+@pytest.mark.parametrize("overrides", [
+    ["model=resmlp", "model.hidden=[16,16]", "model.norm=batch"],
+    ["model=cnn", "model.norm=layer", "data=mnist1d", "data.n_samples=600"],
+    ["model=cnn", "model.norm=batch", "model.dropout=0.2", "data=mnist1d", "data.n_samples=600"],
+])
+def test_audit_judges_normalized_networks_without_alarm(tmp_path, overrides):
+    """The bound sizes batch and layer norm too; the audit's extra passes leave the running
+    statistics as the step left them."""
+    record, audit = train_audited(tmp_path, *overrides, "trainer.max_steps=100",
+                                  "trainer.max_epochs=100")
+    assert record["status"] == "ok", record.get("message")
+    assert audit.not_covered is None and audit.audits == 10
+    assert any(name.startswith("norms.") for name in audit.last)
+    assert audit.worst_seen < 0.5, audit.last
+
+
+def test_audit_leaves_the_running_statistics_to_the_step(tmp_path):
+    """An audit every step or only at step 0: the same running statistics at the end."""
+    common = ["model=resmlp", "model.hidden=[16,16]", "model.norm=batch",
+              "trainer.max_steps=20", "trainer.max_epochs=20"]
+    audited, _ = train_audited(tmp_path / "a", *common, every=1)
+    plain, _ = train_audited(tmp_path / "b", *common, every=1000)  # step 0 only
+    a, b = audited["task"].net.state_dict(), plain["task"].net.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_a_network_the_bound_does_not_size_is_refused_by_name():
+    net = torch.nn.Sequential(torch.nn.Linear(4, 2))
+    with pytest.raises(TermsNotCovered, match="no rounding bound for a Sequential"):
+        network_gradient_terms(net, torch.randn(3, 4), torch.tensor([0, 1, 0]), "cross_entropy")
 
 
 @pytest.mark.parametrize("override,message", [

@@ -2,9 +2,10 @@
 """The planted bugs of the layers past the MLP (``tests/planted.py``: the ops' own table),
 in the models built of them: ``compare_gradients`` and the mid-training gradient audit catch a
 convolution whose ∂W ignores the stride (model=cnn) and a dropout backward without its
-1/(1−p) (model=resmlp with dropout), and stay quiet without the plant. (BatchNorm's and layer
-norm's plants: the audit skips normalized networks, see test_conv_training.py; check_function
-and neuronlab-check catch them, in the ops' tests.)"""
+1/(1−p) (model=resmlp with dropout), a BatchNorm backward without its mean term and a layer
+norm without its variance term, and stay quiet without the plant. (Pooling and embedding
+plants: no model of the lab holds those layers; check_function and neuronlab-check catch them,
+in the ops' tests.)"""
 
 from __future__ import annotations
 
@@ -28,6 +29,17 @@ CASES = {
         ["model=resmlp", "model.hidden=[16,16]", "model.dropout=0.3", "data=mnist1d",
          "data.n_samples=600"],
         {f"layers.{i}.{p}" for i in (0, 1) for p in ("weight", "bias")}),
+    "batch_norm backward without the mean term": (
+        lambda: ResMLP([40, 16, 16, 10], norm="batch"),
+        ["model=resmlp", "model.hidden=[16,16]", "model.norm=batch", "data=mnist1d",
+         "data.n_samples=600"],
+        {f"layers.{i}.{p}" for i in (0, 1) for p in ("weight", "bias")}
+        | {"norms.0.weight", "norms.0.bias", "norms.1.weight", "norms.1.bias"}),
+    "layer_norm backward without the variance term": (
+        lambda: CNN((1, 40), 10, norm="layer"),
+        ["model=cnn", "model.norm=layer", "data=mnist1d", "data.n_samples=600"],
+        {f"layers.{i}.{p}" for i in (0, 1, 2) for p in ("weight", "bias")}
+        | {f"norms.{i}.{p}" for i in (0, 1) for p in ("weight", "bias")}),
 }
 
 

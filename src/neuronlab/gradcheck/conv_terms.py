@@ -19,6 +19,7 @@ from ..functional import get_activation
 from ..modules import MLP, Layer, Neuron
 from ..modules.cnn import CNN
 from ..modules.conv import _ConvNd
+from ..modules.norm import LayerNorm
 from ..modules.resmlp import ResMLP
 from .rounding import LOSS_TERMS, _derivative, _loss_gradient_terms, gradient_terms
 
@@ -54,11 +55,51 @@ def _back(layer: nn.Module, x_size: Tensor, m: Tensor, dtype
     return t_w, t_b, m_in
 
 
-def _check(model: nn.Module) -> None:
-    if getattr(model, "norm", None) is not None:
-        raise TermsNotCovered(
-            f"the rounding bound does not size normalization layers yet (model.norm="
-            f"{model.norm!r}): their backward mixes the batch")
+def _norm_forward(norm: nn.Module, z: Tensor, z_size: Tensor, dtype) -> tuple:
+    """(y, its size, what the backward needs) of a batch or layer norm of ``z``: x̂'s size is
+    the input's (plus its mean's) over σ, y's is |γ|·that + |β|."""
+    if isinstance(norm, LayerNorm):
+        dims = list(range(z.dim() - len(norm.normalized_shape), z.dim()))
+        param_shape = norm.normalized_shape
+    else:  # batch norm: per channel, over the batch and the positions
+        dims = [0, *range(2, z.dim())]
+        param_shape = (z.shape[1],) + (1,) * (z.dim() - 2)
+    batch_stats = isinstance(norm, LayerNorm) or norm.training or norm.running_mean is None
+    if batch_stats:
+        mean = z.mean(dims, keepdim=True)
+        var = z.var(dims, unbiased=False, keepdim=True)
+    else:
+        mean = norm.running_mean.to(dtype).reshape(param_shape)
+        var = norm.running_var.to(dtype).reshape(param_shape)
+    sigma = (var + norm.eps).sqrt()
+    xhat = (z - mean) / sigma
+    xhat_size = (z_size + z_size.mean(dims, keepdim=True)) / sigma
+    if norm.weight is None:
+        gamma, beta = torch.ones((), dtype=dtype), torch.zeros((), dtype=dtype)
+    else:
+        gamma = norm.weight.detach().to(dtype).reshape(param_shape)
+        beta = norm.bias.detach().to(dtype).reshape(param_shape)
+    y = gamma * xhat + beta
+    return y, gamma.abs() * xhat_size + beta.abs(), (norm, dims, sigma, xhat.abs(), xhat_size,
+                                                     gamma.abs(), batch_stats)
+
+
+def _norm_back(ctx: tuple, m: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor]:
+    """(T(γ), T(β), m at the input) through ∂x = γσ⁻¹/n·(n∂y − Σ∂y − x̂Σ(∂y·x̂)), each term
+    by its size (the running statistics' backward is γσ⁻¹·∂y alone)."""
+    norm, dims, sigma, xhat, xhat_size, gamma, batch_stats = ctx
+    # γ is per channel (batch norm: summed over dims) or per feature (layer norm: over rows)
+    param_dims = list(range(m.dim() - len(norm.normalized_shape))) if isinstance(
+        norm, LayerNorm) else dims
+    t_g = t_b = None
+    if norm.weight is not None:
+        t_g = (m * xhat_size).sum(param_dims).reshape(norm.weight.shape)
+        t_b = m.sum(param_dims).reshape(norm.bias.shape)
+    if batch_stats:
+        # x̂·Σ(∂y·x̂) to first order in x̂'s error: one factor at its size, the other its value
+        m = (m + m.mean(dims, keepdim=True) + xhat_size * (m * xhat).mean(dims, keepdim=True)
+             + xhat * (m * xhat_size).mean(dims, keepdim=True))
+    return t_g, t_b, gamma / sigma * m
 
 
 def _dropout_factor(model: nn.Module) -> float:
@@ -70,8 +111,8 @@ def _dropout_factor(model: nn.Module) -> float:
 def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, loss: str,
                            scale: Tensor | float = 1.0) -> dict[str, Tensor]:
     """``{parameter name: T}`` for a ``Neuron``, ``Layer``, ``MLP`` (:func:`.rounding.
-    gradient_terms`), ``CNN`` or ``ResMLP`` without normalization; ``TermsNotCovered`` for
-    others. Arguments as :func:`.rounding.gradient_terms`'s."""
+    gradient_terms`), ``CNN`` or ``ResMLP`` (with or without a norm); ``TermsNotCovered``
+    for others. Arguments as :func:`.rounding.gradient_terms`'s."""
     if isinstance(model, Neuron | Layer | MLP):
         return gradient_terms(model, inputs, targets, loss, scale)
     if not isinstance(model, CNN | ResMLP):
@@ -79,7 +120,6 @@ def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, lo
     if loss not in LOSS_TERMS or loss == "mse":
         raise TermsNotCovered(f"loss={loss!r}: the bound of a {type(model).__name__} covers "
                               "cross_entropy and bce (on the logits)")
-    _check(model)
     p0 = model.layers[0].weight
     dtype = torch.promote_types(p0.dtype, torch.float32)
     k = _dropout_factor(model)
@@ -87,8 +127,9 @@ def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, lo
     terms: dict[str, Tensor] = {}
 
     def keep(layer, t_w, t_b):
-        terms[named[id(layer.weight)]] = t_w
-        if layer.bias is not None:
+        if t_w is not None and layer.weight is not None:
+            terms[named[id(layer.weight)]] = t_w
+        if t_b is not None and layer.bias is not None:
             terms[named[id(layer.bias)]] = t_b
 
     with torch.autocast(p0.device.type, enabled=False):
@@ -96,11 +137,14 @@ def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, lo
         if isinstance(model, CNN):
             h = h.reshape(h.shape[0], *model.layout)
         size = h.abs()
-        sizes, zs = [], []
+        sizes, zs, norms = [], [], []
         hidden = list(model.layers[:-1])
         for i, layer in enumerate(hidden):
             z, z_size = _sized(layer, h, size, dtype)
             sizes.append(size)
+            if model.norm is not None:
+                z, z_size, ctx = _norm_forward(model.norms[i], z, z_size, dtype)
+                norms.append(ctx)
             zs.append(z)
             a = get_activation(model.activation, "autograd")(z)
             a_size = a.abs() + _derivative(model.activation, z) * z_size
@@ -124,6 +168,9 @@ def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, lo
             if isinstance(model, ResMLP):
                 m = m * k
             m_z = m * _derivative(model.activation, zs[i])
+            if model.norm is not None:
+                t_g, t_n, m_z = _norm_back(norms[i], m_z)
+                keep(model.norms[i], t_g, t_n)
             t_w, t_b, m_in = _back(hidden[i], sizes[i], m_z, dtype)
             keep(hidden[i], t_w, t_b)
             skip = isinstance(model, ResMLP) and model.residual and i > 0

@@ -110,6 +110,7 @@ class GradientAudit(L.Callback):
         the training step's RNG state, so dropout draws the same mask."""
         net = pl_module.net
         original, net.backprop = net.backprop, backprop
+        buffers = [b.clone() for b in net.buffers()]  # a norm's running statistics
         try:
             with torch.enable_grad(), context, _same_rng(rng):
                 _, loss = pl_module.output_and_loss(batch)
@@ -119,6 +120,9 @@ class GradientAudit(L.Callback):
                                            materialize_grads=True)
         finally:
             net.backprop = original
+            with torch.no_grad():  # the step updated them once; the audit's passes do not
+                for b, saved in zip(net.buffers(), buffers, strict=True):
+                    b.copy_(saved)
 
     def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         net = pl_module.net
