@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench_* helpers
 
+from bench_cnn import cnn_section, cnn_table  # noqa: E402
 from bench_sections import (  # noqa: E402
     PAIRS,
     Plan,
@@ -38,7 +39,6 @@ from bench_sections import (  # noqa: E402
     scaling_section,
     step_section,
 )
-from bench_cnn import cnn_section, cnn_table  # noqa: E402
 from bench_timing import cpu_busy, finite_positive, machine_info  # noqa: E402
 
 from neuronlab.training.step import resolve_mode  # noqa: E402
