@@ -64,7 +64,7 @@ def conv_forward(input: Tensor, weight: Tensor, bias: Tensor | None,
                  dilation: tuple[int, ...], groups: int) -> Tensor:
     """z = b + W ⋆ xₚ for a batched ``input`` ``(N, C, *S)``; backward needs x and W."""
     dims = input.dim() - 2
-    if any(p for pair in padding for p in pair):
+    if any([p for pair in padding for p in pair]):  # (lists: torch.compile traces them)
         input = F.pad(input, _flat_pads(padding))
     return _CONV[dims](input, weight, bias, stride, 0, dilation, groups)
 
@@ -92,7 +92,7 @@ def conv_backward(grad_output: Tensor, input: Tensor | None, weight: Tensor | No
         for axis, ((lo, _), n) in enumerate(zip(padding, input_shape[2:], strict=True)):
             grad_input = grad_input.narrow(2 + axis, lo, n)  # the padding gets no gradient
     if needs[1]:
-        x = F.pad(input, _flat_pads(padding)) if any(p for q in padding for p in q) else input
+        x = F.pad(input, _flat_pads(padding)) if any([p for q in padding for p in q]) else input
         cols = patches(x, kernel, stride, dilation)  # (N, C, *T, *k)
         n, c, o = cols.shape[0], cols.shape[1], g.shape[1]
         t_axes = list(range(3, 3 + dims))

@@ -56,7 +56,7 @@ def standardize(x: Tensor, dims: list[int],
 
 def normalize_backward(dh: Tensor, xhat: Tensor, rstd: Tensor, dims: list[int]) -> Tensor:
     """∂L/∂x = σ⁻¹/n · (n·dh − Σ dh − x̂ · Σ(dh · x̂)), the sums over ``dims`` (n entries)."""
-    n = math.prod(dh.shape[d] for d in dims)
+    n = math.prod([dh.shape[d] for d in dims])  # (a list: torch.compile traces it)
     return rstd / n * (n * dh - dh.sum(dims, keepdim=True)
                        - xhat * (dh * xhat).sum(dims, keepdim=True))
 

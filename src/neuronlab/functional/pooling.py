@@ -102,8 +102,8 @@ def avg_pool_backward(grad_output: Tensor, input_shape: tuple[int, ...],
     """∂L/∂x = Σ_{w ∋ i} g_w / D_w: (g / D) M in 1-D, M_hᵀ (g / D) M_w in 2-D."""
     dims = len(kernel)
     sizes, outs = input_shape[-dims:], grad_output.shape[-dims:]
-    member, extent = zip(*(windows(n, t, k, s, p, grad_output.device) for n, t, k, s, p
-                           in zip(sizes, outs, kernel, stride, padding, strict=True)),
+    member, extent = zip(*[windows(n, t, k, s, p, grad_output.device) for n, t, k, s, p
+                           in zip(sizes, outs, kernel, stride, padding, strict=True)],
                          strict=True)
     g = opmath(grad_output)
     share = g / avg_pool_divisor(list(member), list(extent), count_include_pad,

@@ -12,6 +12,7 @@ arguments.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -121,7 +122,10 @@ def sample_pool(spatial_dims: int) -> Callable[..., tuple]:
 
 
 def sample_layer_norm(shape, dtype, device, generator):
-    """x of ``shape``, normalized over its last dimension, with an affine γ, β."""
+    """x of ``shape`` (its last dimension at least 3), normalized over its last dimension, with
+    an affine γ, β. (One entry normalizes to exactly 0 and two to ±1 whatever x is: ∂L/∂x is
+    then rounding noise, which neither torch nor finite differences can judge.)"""
+    shape = (*shape[:-1], max(shape[-1], 3))
     x = randn(shape, dtype, device, generator)
     gamma = randn(shape[-1:], dtype, device, generator)
     beta = randn(shape[-1:], dtype, device, generator)
@@ -149,8 +153,11 @@ def batch_norm_call(batch_norm: Callable[..., Tensor], name: str) -> Callable[..
 
 
 def sample_batch_norm(shape, dtype, device, generator):
-    """x of ``shape`` read as ``(N, C, *)`` (a 1-D shape as ``(N, 1)``), with γ, β of ``(C,)``."""
+    """x of ``shape`` read as ``(N, C, *)`` (a 1-D shape as ``(N, 1)``; N raised to 3 where a
+    channel would have fewer values: see ``sample_layer_norm``), with γ, β of ``(C,)``."""
     shape = tuple(shape) if len(shape) > 1 else (*shape, 1)
+    if shape[0] * math.prod(shape[2:]) < 3:
+        shape = (3, *shape[1:])
     x = randn(shape, dtype, device, generator)
     gamma = randn(shape[1:2], dtype, device, generator)
     beta = randn(shape[1:2], dtype, device, generator)
