@@ -166,6 +166,8 @@ def test_bad_model_keys_are_one_line_config_errors(override, message):
     assert message in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="must repeat one width"):
         ModelConfig(kind="resmlp", hidden=[8, 4])
+    with pytest.raises(ConfigError, match="model.fused=True is not used with model.norm"):
+        ModelConfig(kind="mlp", norm="layer", fused=True)
 
 
 def _value(override: str):

@@ -95,6 +95,9 @@ class ModelConfig(GroupConfig):
                     f"must list at least one size with model.kind={self.kind}")
             require(not self.fused, "model.fused", self.fused,
                     f"is only used with model.kind=mlp or neuron, not {self.kind}")
+        if self.norm is not None or self.dropout:
+            require(not self.fused, "model.fused", self.fused,
+                    "is not used with model.norm or model.dropout (no fused layer has them)")
         if self.kind == "resmlp":
             require(len(set(self.hidden)) == 1, "model.hidden", self.hidden,
                     "must repeat one width with model.kind=resmlp (h + layer(h))")
