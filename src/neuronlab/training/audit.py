@@ -17,6 +17,7 @@ from ..gradcheck.rounding import (
     compare_to_bound,
     unit_roundoff,
 )
+from ..modules.dropout import Dropout
 
 
 def _compute_dtype(trainer: L.Trainer, param_dtype: torch.dtype) -> torch.dtype:
@@ -204,7 +205,7 @@ def _worse(values) -> float:
 
 def _rng_state(net: torch.nn.Module) -> list[Tensor] | None:
     """The RNG state a network with dropout draws its mask from (``None`` without dropout)."""
-    if not any(getattr(m, "p", 0) > 0 for m in net.modules() if type(m).__name__ == "Dropout"):
+    if not any(m.p > 0 for m in net.modules() if isinstance(m, Dropout)):
         return None
     device = next(net.parameters()).device
     state = [torch.get_rng_state()]
