@@ -4,6 +4,7 @@ CNN and a small embedding model give eager's loss and gradients."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from neuronlab import functional as NF
@@ -22,6 +23,7 @@ def _grads_eager_and_compiled(loss_fn, params, *data):
     return eager, torch.autograd.grad(loss, params)
 
 
+@pytest.mark.slow
 def test_compiled_cnn_matches_eager():
     def loss_fn(x, y, w1, b1, gamma, beta, w2, w3, b3):
         h = NF.conv1d(x, w1, b1, stride=2, padding=1)  # (N, 4, 8)
