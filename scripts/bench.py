@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the bench_* helpers
 
+from bench_cnn import cnn_section, cnn_table  # noqa: E402
 from bench_sections import (  # noqa: E402
     PAIRS,
     Plan,
@@ -49,6 +50,7 @@ SECTIONS = {
     "mnist1d": mnist1d_section,
     "peer": peer_section,
     "scaling": scaling_section,
+    "cnn": cnn_section,  # MNIST-1D's CNN step (scripts/bench_cnn.py)
 }
 
 # key → (comparison, bound, what it is)
@@ -324,6 +326,8 @@ def tables(res: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         out.append((f"MNIST-1D training throughput ({r['data']}; MLP "
                     f"{'-'.join(map(str, r['sizes']))}, batch {r['batch']})",
                     ["variant", "samples/s"], rows))
+    if "cnn" in res:
+        out.append(cnn_table(res["cnn"]))
     return out
 
 

@@ -10,7 +10,7 @@
 # Then: the fast tests (CUDA present, 8 workers), `neuronlab-check --device cuda`, six trainings
 # on digits (precision 32-true / bf16-mixed / 16-mixed × backprop manual / autograd, side by
 # side), three end-to-end `neuronlab-train trainer=gpu` runs on 200k spirals (manual, fused,
-# autograd: training samples/s), and `scripts/bench.py --device cuda`. Each part runs under
+# autograd: training samples/s), experiment=mnist1d_cnn (manual, autograd: test accuracy), and `scripts/bench.py --device cuda`. Each part runs under
 # `timeout` within one overall budget (GPU_CHECK_BUDGET_S, default 420 s); a part that fails
 # or hangs is reported and the next one runs. Results: gpu_summary.md, the bench's
 # gpu.json/gpu.md and every part's log, in $OUT when it is set (the device machine sends $OUT
@@ -128,6 +128,14 @@ for v in manual fused autograd; do
   run "e2e-$v" 40 "${TRAIN[@]}" "${E2E[@]}" "${opts[@]}" "hydra.run.dir=$RUNS/e2e-$v"
 done
 
+# ---- 4b. MNIST-1D's CNN (experiment=mnist1d_cnn: 6,000 Adam steps), manual and autograd -----
+# the test accuracy of each (docs/experiments.md: 92-94 % on the CPU); its step time is the
+# bench's `cnn` section below
+for b in "${BACKPROPS[@]}"; do
+  run "cnn-$b" 60 "${TRAIN[@]}" experiment=mnist1d_cnn trainer=gpu "model.backprop=$b" \
+    "hydra.run.dir=$RUNS/cnn-$b"
+done
+
 # ---- 5. the benchmark: whatever budget is left ---------------------------------------------------
 BENCH_LIMIT=$(( $(left) - 15 ))
 # (peer is scikit-learn on the CPU: nothing about the GPU; the JSON is written after each
@@ -190,6 +198,23 @@ for v in ("manual", "fused", "autograd"):
               f"{r.get('train_seconds')} | {r.get('seconds')} |")
     except (OSError, ValueError) as err:
         print(f"| {v} | no metrics.json ({type(err).__name__}) | | | | | |")
+PY
+  echo
+  echo "## MNIST-1D CNN: experiment=mnist1d_cnn trainer=gpu"
+  echo
+  python3 - "$RUNS" <<'PY'
+import json, sys
+from pathlib import Path
+print("| backprop | status | steps | test acc | training samples/s |")
+print("|---|---|---|---|---|")
+for b in ("manual", "autograd"):
+    try:
+        r = json.loads((Path(sys.argv[1]) / f"cnn-{b}" / "metrics.json").read_text())
+        acc = r.get("metrics", {}).get("test/acc", float("nan"))
+        rate = r.get("train_samples_per_s") or float("nan")
+        print(f"| {b} | {r.get('status')} | {r.get('steps')} | {acc:.4f} | {rate:,.0f} |")
+    except (OSError, ValueError) as err:
+        print(f"| {b} | no metrics.json ({type(err).__name__}) | | | |")
 PY
   echo
   echo "## Benchmark targets ($BENCH_JSON, tables in ${BENCH_JSON%.json}.md)"

@@ -100,11 +100,22 @@ def init_std(
 
 
 def _weighted_modules(module: nn.Module):
-    """Every submodule with a 2-D ``weight`` (our Layer/Neuron, nn.Linear)."""
+    """Every submodule whose ``weight`` sums its inputs: a 2-D ``weight`` (our Layer/Neuron,
+    nn.Linear) or one that names its ``fan_in`` (a convolution, an embedding). A norm's 1-D γ
+    is neither: it keeps its ones."""
     for m in module.modules():
         w = getattr(m, "weight", None)
-        if isinstance(w, torch.Tensor) and w.dim() == 2:
+        if isinstance(w, torch.Tensor) and (w.dim() == 2 or hasattr(m, "fan_in")):
             yield m
+
+
+def _fans(m: nn.Module) -> tuple[int, int]:
+    """(fan_in, fan_out): the module's own (a convolution counts its kernel), else the
+    2-D weight's ``(fan_out, fan_in)``."""
+    if hasattr(m, "fan_in") and hasattr(m, "fan_out"):
+        return int(m.fan_in), int(m.fan_out)
+    fan_out, fan_in = m.weight.shape
+    return fan_in, fan_out
 
 
 @torch.no_grad()
@@ -120,7 +131,8 @@ def initialize_(
     """Initialize every layer of ``module`` in place; biases to zero. Returns ``module``.
 
     Args:
-        module: a ``Neuron``, ``Layer``, ``MLP`` or any module holding 2-D weights.
+        module: a ``Neuron``, ``Layer``, ``MLP``, a conv model, or any module holding 2-D
+            weights; a convolution's fan-in/fan-out count its kernel (``C_in·k``).
         distribution: ``"normal"`` or ``"uniform"`` (same variance as the normal).
         scheme: ``"fixed"``, ``"lecun"``, ``"xavier"``, ``"kaiming"``, or ``"zeros"`` (every
             weight and bias 0, see :func:`zeros_`; the other arguments are then unused).
@@ -133,7 +145,7 @@ def initialize_(
     if scheme == "zeros":
         return zeros_(module)
     for m in _weighted_modules(module):
-        fan_out, fan_in = m.weight.shape
+        fan_in, fan_out = _fans(m)
         activation = getattr(m, "activation", "identity")
         s = init_std(fan_in, fan_out, scheme, scale, std, gain, activation)
         if distribution == "normal":
@@ -143,6 +155,8 @@ def initialize_(
             m.weight.uniform_(-bound, bound, generator=generator)
         if getattr(m, "bias", None) is not None:
             m.bias.zero_()
+        if hasattr(m, "zero_padding_"):  # an embedding's padding row stays zero
+            m.zero_padding_()
     return module
 
 

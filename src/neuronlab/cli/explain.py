@@ -3,6 +3,7 @@
     neuronlab-explain chain   # one neuron, one cats drawing: forward, backward, vs autograd
     neuronlab-explain node    # z = x·y + sin(x) under L = z²
     neuronlab-explain loss    # ln C at equal logits; each loss's first gradient
+    neuronlab-explain batchnorm  # BatchNorm's backward node by node, in one formula, vs autograd
 
 ``chain`` draws ``chain_rule.png`` (and, with Graphviz, ``.dot``/``.svg``) into ``--out``,
 by default ``outputs/explain`` under the current folder (git-ignored, like the training runs'
@@ -37,8 +38,9 @@ from ..explain import (
     loss_claims,
     node_example,
 )
+from ..explain.batchnorm import NodeRow, batchnorm_chain
 
-COMMANDS = ("chain", "node", "loss")
+COMMANDS = ("chain", "node", "loss", "batchnorm")
 DEFAULT_OUT = "outputs/explain"  # under the current folder, never the package's own tree
 
 
@@ -118,15 +120,45 @@ def explain_loss(console: Console, seed: int) -> bool:
     return all(claim.ok for claim in claims)
 
 
+def _node_table(title: str, rows: list[NodeRow]) -> Table:
+    table = Table(title=title)
+    for col in ("∂L/∂·", "local × upstream", "shape", "manual [0]", "autograd [0]", "max |diff|",
+                ""):
+        table.add_column(col, justify="left" if col in ("local × upstream", "") else "right")
+    for r in rows:
+        table.add_row(f"∂L/∂{r.node}", escape(r.formula), "×".join(map(str, r.manual.shape)),
+                      f"{r.manual.reshape(-1)[0].item():+.10f}",
+                      f"{r.autograd.reshape(-1)[0].item():+.10f}", f"{r.diff:.1e}",
+                      _verdict(r.ok))
+    return table
+
+
+def explain_batchnorm(console: Console, seed: int, bessel: bool) -> bool:
+    report = batchnorm_chain(seed=seed, bessel=bessel)
+    var = "1/(n−1), Bessel" if bessel else "1/n, biased, as torch normalizes"
+    console.print(f"[bold]BatchNorm on a batch of {report.n} rows × {report.features} features "
+                  f"(float64, variance {var}), under L = Σ G⊙y with G random; seed {seed}[/]")
+    console.print(_node_table("backward, node by node (last to first): local × upstream, "
+                              "summed over the paths", report.nodes))
+    console.print(_node_table("the same ∂x in one formula (σ = √(v + ε))", report.formulas))
+    console.print(f"without the mean term Σ∂y the formula is off by {report.without_mean_term:.3g}"
+                  " (max |∂x| error): every x also moves the batch mean")
+    return report.ok
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neuronlab-explain", description="Show, with numbers, what the text claims."
     )
     parser.add_argument("command", nargs="?", default="chain", choices=COMMANDS,
                         help="chain (default): one neuron's chain rule; node: z = h(x, y); "
-                        "loss: ln C and the losses' first gradients")
+                        "loss: ln C and the losses' first gradients; batchnorm: BatchNorm's "
+                        "backward node by node and in one formula")
     parser.add_argument("--seed", type=int, default=0, help="seed of data and weights (0)")
     parser.add_argument("--example", type=int, default=0, help="chain: row of the cats data")
+    parser.add_argument("--biased", action="store_true",
+                        help="batchnorm: the 1/n variance torch normalizes with (and "
+                        "neuronlab.functional.batch_norm against it) instead of Bessel's")
     parser.add_argument("--out", default=DEFAULT_OUT,
                         help=f"chain: folder for the picture ({DEFAULT_OUT}; the repository's "
                         "docs/img/chain_rule.png: --out docs/img)")
@@ -141,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         console = Console(width=150)
     if args.command == "chain":
         ok = explain_chain(console, args.seed, args.example, args.out)
+    elif args.command == "batchnorm":
+        ok = explain_batchnorm(console, args.seed, bessel=not args.biased)
     elif args.command == "node":
         ok = explain_node(console)
     else:

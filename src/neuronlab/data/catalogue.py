@@ -21,7 +21,8 @@ from neuronlab.data.mnist1d import make_mnist1d
 
 
 def _dataset(
-    name: str, x: np.ndarray, y: np.ndarray, features: list[str], classes: list[str]
+    name: str, x: np.ndarray, y: np.ndarray, features: list[str], classes: list[str],
+    layout: tuple[int, ...] | None = None,
 ) -> Dataset:
     return Dataset(
         name=name,
@@ -30,6 +31,7 @@ def _dataset(
         feature_names=features,
         class_names=classes,
         n_classes=len(classes),
+        layout=layout,
     )
 
 
@@ -92,8 +94,10 @@ def make_circles(n_samples: int = 1000, noise: float = 0.05, seed: int = 0) -> D
     return _dataset("circles", x, y, ["x0", "x1"], ["outer", "inner"])
 
 
-def _bundled(name: str, loader: str) -> Callable[..., Dataset]:
-    """``loader``: the name of the ``sklearn.datasets`` function, imported when first used."""
+def _bundled(name: str, loader: str, layout: tuple[int, ...] | None = None
+             ) -> Callable[..., Dataset]:
+    """``loader``: the name of the ``sklearn.datasets`` function, imported when first used;
+    ``layout``: the shape of one row for conv models (see ``Dataset.layout``)."""
 
     def load(n_samples: int | None = None, noise: float | None = None, seed: int = 0) -> Dataset:
         import sklearn.datasets
@@ -104,7 +108,7 @@ def _bundled(name: str, loader: str) -> Callable[..., Dataset]:
             keep = np.sort(np.random.default_rng(seed).choice(len(y), n_samples, replace=False))
             x, y = x[keep], y[keep]
         features = [str(f) for f in bunch.feature_names]
-        return _dataset(name, x, y, features, [str(c) for c in bunch.target_names])
+        return _dataset(name, x, y, features, [str(c) for c in bunch.target_names], layout)
 
     load.__name__ = f"load_{name}"
     load.__doc__ = (
@@ -115,7 +119,8 @@ def _bundled(name: str, loader: str) -> Callable[..., Dataset]:
     return load
 
 
-load_digits = _bundled("digits", "load_digits")  # 1797 × 64 pixels (0..16), 10 classes
+# 1797 × 64 pixels (0..16), 10 classes; conv models see each row as one 8×8 image
+load_digits = _bundled("digits", "load_digits", layout=(1, 8, 8))
 load_breast_cancer = _bundled("breast_cancer", "load_breast_cancer")  # 569 × 30, 2 classes
 load_iris = _bundled("iris", "load_iris")  # 150 × 4, 3 classes
 

@@ -8,6 +8,7 @@ the usual silent failures (a NaN feature, a label 10 with 10 classes, float labe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,10 @@ class Dataset:
         feature_names: one name per column of `x`.
         class_names: one name per class.
         n_classes: number of classes.
+        layout: the shape of one row for models that see its structure, channels first:
+            ``(1, 40)`` for MNIST-1D's signals, ``(1, 8, 8)`` for the digits' images; ``None``
+            for a plain feature vector. ``x`` stays ``(N, n_features)`` either way (the
+            standardization is per feature); a conv model views each row as ``layout``.
     """
 
     name: str
@@ -34,6 +39,7 @@ class Dataset:
     feature_names: list[str]
     class_names: list[str]
     n_classes: int
+    layout: tuple[int, ...] | None = None
 
     @property
     def n_features(self) -> int:
@@ -88,6 +94,8 @@ def validate_dataset(ds: Dataset) -> Dataset:
         raise ValueError(
             f"{where}: {len(ds.feature_names)} feature_names for {ds.n_features} features"
         )
+    if ds.layout is not None and math.prod(ds.layout) != ds.n_features:
+        raise ValueError(f"{where}: layout {ds.layout} does not hold {ds.n_features} features")
     if len(ds.class_names) != ds.n_classes:
         raise ValueError(f"{where}: {len(ds.class_names)} class_names for {ds.n_classes} classes")
     finite = torch.isfinite(ds.x)

@@ -74,6 +74,7 @@ def make_mnist1d(n_samples: int = DEFAULT_SAMPLES, noise: float = 1.0, seed: int
         feature_names=[f"x{i}" for i in range(arrays["x"].shape[1])],
         class_names=[str(digit) for digit in range(N_CLASSES)],
         n_classes=N_CLASSES,
+        layout=(1, int(arrays["x"].shape[1])),  # one channel, 40 positions: conv1d's layout
     )
 
 

@@ -129,6 +129,12 @@ class NeuronDataModule(L.LightningDataModule):
         return self.dataset.n_features
 
     @property
+    def layout(self) -> tuple[int, ...] | None:
+        """One row's shape for conv models (``(1, 40)``, ``(1, 8, 8)``), or ``None``."""
+        self._require_setup()
+        return self.dataset.layout
+
+    @property
     def n_classes(self) -> int:
         self._require_setup()
         return self.dataset.n_classes

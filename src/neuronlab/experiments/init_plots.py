@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 
-if TYPE_CHECKING:
-    from .init_sweep import InitSweep
+from .init_results import InitSweep
 
 DPI = 80
 SCHEME_COLORS = {"lecun": "C0", "xavier": "C1", "kaiming": "C2"}

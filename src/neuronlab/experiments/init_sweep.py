@@ -20,7 +20,7 @@ import json
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import numpy as np
 
 from .callbacks import FIT_METRICS_FILE
 from .parallel import map_jobs
+from .init_results import Cell, Claim, InitSweep
 from .signal import Signal, signal_propagation
 
 EXPERIMENT = "init_sweep"
@@ -65,51 +66,6 @@ def job_overrides(params: dict[str, str], extra: list[str] | None = None) -> lis
 def run_name(overrides: list[str]) -> str:
     """Hydra's ``override_dirname`` (sorted ``key=value``, joined by ``,``)."""
     return ",".join(sorted(overrides))
-
-
-@dataclass
-class Cell:
-    """One (activation, scheme, distribution, scale) over its seeds."""
-
-    activation: str
-    scheme: str
-    distribution: str
-    scale: float
-    losses: list[float] = field(default_factory=list)  # final train loss, runs that ended ok
-    diverged: int = 0
-    failed: int = 0
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.losses)) if self.losses else math.nan
-
-    @property
-    def clean(self) -> bool:
-        """Every seed finished ok (only such cells enter the averages)."""
-        return bool(self.losses) and not (self.diverged or self.failed)
-
-
-@dataclass
-class Claim:
-    name: str
-    value: float
-    expected: str
-    holds: bool
-
-
-@dataclass
-class InitSweep:
-    signals: list[Signal]
-    cells: list[Cell]
-    claims: list[Claim]
-    seconds: dict[str, float]
-
-    def signal(self, activation: str, scheme: str, distribution: str = "normal",
-               scale: float = 1.0) -> Signal:
-        wanted = (activation, scheme, distribution, float(scale))
-        return next(signal for signal in self.signals
-                    if (signal.activation, signal.scheme, signal.distribution,
-                        signal.scale) == wanted)
 
 
 def swept_values(params: dict[str, str], key: str) -> list[Any]:

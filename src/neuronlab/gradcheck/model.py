@@ -10,11 +10,11 @@ import torch
 from torch import Tensor, nn
 
 from ..functional.registry import LOSSES, get_loss
+from .conv_terms import network_gradient_terms
 from .grading import F64, TINY, relative_error, text_table
 from .rounding import (
     ROUNDING_FACTOR,
     compare_to_bound,
-    gradient_terms,
     loss_targets,
     unit_roundoff,
 )
@@ -171,9 +171,15 @@ def compare_gradients(model: nn.Module, inputs: Tensor, targets: Tensor,
                          "bound; 1 is the default)")
     x = inputs.to(device=p0.device, dtype=p0.dtype)  # (N, n_in)
     original, grads, values = model.backprop, {}, {}
+    rng = torch.get_rng_state()  # dropout: both passes draw the same mask
+    buffers = [b.clone() for b in model.buffers()]  # a norm's running statistics
     try:
         for mode in ("manual", "autograd"):
             model.backprop = mode
+            torch.set_rng_state(rng)
+            with torch.no_grad():  # each pass starts from (and leaves) the same statistics
+                for b, saved in zip(model.buffers(), buffers, strict=True):
+                    b.copy_(saved)
             out = model.pre_activation(x) if LOSSES[loss].takes_logits else model(x)
             y = _targets_for(loss, out, targets)
             value = get_loss(loss, mode)(out, y)
@@ -181,8 +187,11 @@ def compare_gradients(model: nn.Module, inputs: Tensor, targets: Tensor,
             grads[mode] = torch.autograd.grad(value, [p for _, p in named], allow_unused=True)
     finally:
         model.backprop = original
+        with torch.no_grad():
+            for b, saved in zip(model.buffers(), buffers, strict=True):
+                b.copy_(saved)
     u = unit_roundoff(p0.dtype, p0.device)
-    terms = gradient_terms(model, x, targets, loss)
+    terms = network_gradient_terms(model, x, targets, loss)  # the statistics both passes saw
     # a parameter a backward left without a gradient counts as a zero gradient
     manual, auto = ([torch.zeros_like(p) if g is None else g
                      for (_, p), g in zip(named, grads[mode], strict=True)]

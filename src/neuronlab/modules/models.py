@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..errors import require, require_bool, require_choice, unknown_choice
+from ..errors import is_number, require, require_bool, require_choice, unknown_choice
 from ..functional import ACTIVATIONS, BACKPROP_MODES, LOSSES
 from ..schema import GroupConfig
+from .cnn import CNN, NORMS
 from .dense import GRANULARITIES, MLP, Neuron
+from .resmlp import ResMLP
 
-MODELS = ("neuron", "mlp")
+MODELS = ("neuron", "mlp", "cnn", "resmlp")
 NEURON_LOSSES = ("bce", "mse")  # one output: cross_entropy needs one output per class
 
 
@@ -34,6 +37,12 @@ class ModelConfig(GroupConfig):
         fused: the old spelling of ``granularity=layer``: ``true`` sets it.
         loss: ``bce``, ``cross_entropy`` or ``mse``.
         compile: ``torch.compile`` the network.
+        norm: ``batch``, ``layer`` or ``None``: each hidden layer normalized between its
+            weighted sum and its activation (mlp, cnn, resmlp).
+        dropout: drop probability of the hidden features (mlp, cnn, resmlp); 0 = none.
+
+    For ``cnn``, ``hidden`` lists each convolution's output channels; for ``resmlp``, the
+    widths (the residual ones equal).
     """
 
     group: ClassVar[str] = "model"
@@ -46,6 +55,8 @@ class ModelConfig(GroupConfig):
     fused: bool = False
     loss: str = "cross_entropy"
     compile: bool = False
+    norm: str | None = None
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         require_choice("model.kind", self.kind, MODELS)
@@ -66,6 +77,7 @@ class ModelConfig(GroupConfig):
             self.granularity = "layer"
         require_choice("model.loss", self.loss, LOSSES)
         require_bool("model.compile", self.compile)
+        self._check_past_mlp()
         if self.kind == "neuron":  # one output: no hidden layers, no softmax over classes
             require(not self.hidden, "model.hidden", self.hidden,
                     "must be [] with model.kind=neuron (one neuron has no hidden layers); use "
@@ -77,9 +89,38 @@ class ModelConfig(GroupConfig):
                     self.output_activation, "is only used with model.kind=mlp; leave it null")
 
 
-def build_network(config: ModelConfig, n_in: int, n_classes: int) -> Neuron | MLP:
+    def _check_past_mlp(self) -> None:
+        """``norm``, ``dropout`` and what ``cnn``/``resmlp`` need of ``hidden``."""
+        if self.norm is not None:
+            require_choice("model.norm", self.norm, NORMS)
+        require(is_number(self.dropout) and 0 <= self.dropout < 1, "model.dropout",
+                self.dropout, "must be a number in [0, 1)")
+        if self.kind == "neuron":
+            require(self.norm is None and self.dropout == 0, "model.norm/dropout",
+                    (self.norm, self.dropout), "need hidden layers; use model=mlp")
+        if self.kind in ("cnn", "resmlp"):
+            require(bool(self.hidden), "model.hidden", self.hidden,
+                    f"must list at least one size with model.kind={self.kind}")
+            require(not self.fused, "model.fused", self.fused,
+                    f"is only used with model.kind=mlp or neuron, not {self.kind}")
+        if self.norm is not None or self.dropout:
+            require(not self.fused, "model.fused", self.fused,
+                    "is not used with model.norm or model.dropout (no fused layer has them)")
+        if self.kind == "resmlp":
+            require(len(set(self.hidden)) == 1, "model.hidden", self.hidden,
+                    "must repeat one width with model.kind=resmlp (h + layer(h))")
+        if self.kind in ("cnn", "resmlp") or self.norm or self.dropout:
+            require(self.output_activation is None, "model.output_activation",
+                    self.output_activation, f"must be null with model.kind={self.kind}, "
+                    "norm or dropout (logits out)")
+
+
+def build_network(config: ModelConfig, n_in: int, n_classes: int,
+                  layout: Sequence[int] | None = None) -> Neuron | MLP | CNN | ResMLP:
     """A ``Neuron`` (two classes: one output) or an ``MLP`` ``[n_in, *hidden, n_out]``; with
-    ``bce`` on two classes an MLP has one output (the logit of class 1)."""
+    ``bce`` on two classes an MLP has one output (the logit of class 1). ``cnn`` views each
+    row as ``layout`` (the data set's; ``None``: one channel of ``n_in`` positions);
+    ``resmlp``, or ``mlp`` with ``norm``/``dropout``, is a ``ResMLP``."""
     if config.kind == "neuron":
         if n_classes != 2:
             raise ValueError(
@@ -88,8 +129,16 @@ def build_network(config: ModelConfig, n_in: int, n_classes: int) -> Neuron | ML
             )
         return Neuron(n_in, activation=config.activation, backprop=config.backprop,
                       granularity=config.granularity)
+    n_out = 1 if (config.loss == "bce" and n_classes == 2) else n_classes
+    if config.kind == "cnn":
+        return CNN(tuple(layout) if layout else (1, n_in), n_out, channels=config.hidden,
+                   activation=config.activation, norm=config.norm, dropout=config.dropout,
+                   backprop=config.backprop)
+    if config.kind == "resmlp" or config.norm or config.dropout:
+        return ResMLP([n_in, *config.hidden, n_out], activation=config.activation,
+                      residual=config.kind == "resmlp", norm=config.norm,
+                      dropout=config.dropout, backprop=config.backprop)
     if config.kind == "mlp":
-        n_out = 1 if (config.loss == "bce" and n_classes == 2) else n_classes
         return MLP([n_in, *config.hidden, n_out], activation=config.activation,
                    output_activation=config.output_activation, backprop=config.backprop,
                    granularity=config.granularity)

@@ -1,13 +1,16 @@
 """The switches every dense module has: ``backprop`` (manual | autograd), ``granularity``
 (op | layer | network) and ``fused`` (the old name of ``granularity="layer"``), and the entry
-that lets the loss join the network loop (``logits_and_loss``). See ``modules.dense``."""
+that lets the loss join the network loop (``logits_and_loss``). See ``modules.dense``. And
+``op``: which function a layer past the MLP calls, neuronlab's or torch's."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
+from torch.nn import functional as torch_functional
 
+from .. import functional
 from ..errors import require_bool, unknown_choice
 from ..functional import check_backprop, get_loss
 from ..functional.network import network_cross_entropy
@@ -88,3 +91,17 @@ def _run_forward_hooks(layers: Sequence[nn.Module], x: Tensor, ys: Sequence[Tens
             for hook in tuple(layer._forward_hooks.values()):
                 hook(layer, (x if i == 0 else ys[i - 1],), ys[i])
 
+
+
+def op(name: str, backprop: str) -> Callable:
+    """Which function a layer past the MLP calls, by its ``torch.nn.functional`` name:
+    ``neuronlab.functional.<name>`` (the hand-written op) for ``"manual"``, torch's own
+    otherwise. The manual ops share torch's signatures, so one call site serves both."""
+    if backprop != "manual":
+        return getattr(torch_functional, name)
+    fn = getattr(functional, name, None)
+    if fn is None:
+        raise NotImplementedError(
+            f"neuronlab.functional.{name} is not available in this build; use "
+            "backprop='autograd' for this layer")
+    return fn

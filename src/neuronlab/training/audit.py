@@ -8,14 +8,16 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
+from ..gradcheck.conv_terms import TermsNotCovered, network_gradient_terms
 from ..gradcheck.rounding import (
     ROUNDING_FACTOR,
     compare_to_bound,
-    gradient_terms,
     unit_roundoff,
 )
+from ..modules.dropout import Dropout
 
 
 def _compute_dtype(trainer: L.Trainer, param_dtype: torch.dtype) -> torch.dtype:
@@ -92,21 +94,27 @@ class GradientAudit(L.Callback):
         self.worst_seen = 0.0  # the largest of those over the run so far
         self.audits = 0  # comparisons made
         self.skipped = 0  # audits skipped: scaled gradients not finite (GradScaler skips too)
+        self.not_covered: str | None = None  # why the bound cannot judge this network, if so
+        self._rng: list[Tensor] | None = None  # the step's RNG state, for dropout's mask
 
     def _due(self, trainer: L.Trainer) -> bool:
         return trainer.global_step % self.every_n_steps == 0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._batch = batch if self._due(trainer) else None
+        self._rng = _rng_state(pl_module.net) if self._batch is not None else None
 
     @staticmethod
     def _gradients(pl_module, batch, params, backprop: str, context,
-                   scale: Tensor | None) -> tuple[Tensor, ...]:
-        """The gradients of ``batch``'s loss (times ``scale``) through ``backprop``."""
+                   scale: Tensor | None, rng: list[Tensor] | None = None
+                   ) -> tuple[Tensor, ...]:
+        """The gradients of ``batch``'s loss (times ``scale``) through ``backprop``; ``rng``:
+        the training step's RNG state, so dropout draws the same mask."""
         net = pl_module.net
         original, net.backprop = net.backprop, backprop
+        buffers = [b.clone() for b in net.buffers()]  # a norm's running statistics
         try:
-            with torch.enable_grad(), context:
+            with torch.enable_grad(), context, _same_rng(rng):
                 _, loss = pl_module.output_and_loss(batch)
                 if scale is not None:
                     loss = loss * scale.to(loss.device)
@@ -114,12 +122,22 @@ class GradientAudit(L.Callback):
                                            materialize_grads=True)
         finally:
             net.backprop = original
+            with torch.no_grad():  # the step updated them once; the audit's passes do not
+                for b, saved in zip(net.buffers(), buffers, strict=True):
+                    b.copy_(saved)
 
     def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         net = pl_module.net
         if self._batch is None or net.backprop != "manual" or trainer.accumulate_grad_batches > 1:
             return  # with accumulation, .grad holds several batches: nothing to compare
         batch, self._batch = self._batch, None
+        try:
+            terms = network_gradient_terms(net, batch[0], batch[1], pl_module.loss_name)
+        except TermsNotCovered as e:
+            if self.not_covered is None:
+                rank_zero_warn(f"gradient audit skipped: {e}")
+            self.not_covered = str(e)
+            return
         named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
         if not named:
             return
@@ -128,8 +146,7 @@ class GradientAudit(L.Callback):
         grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
         scale = _loss_scale(trainer)  # 16-mixed: the manual grads carry GradScaler's factor
         ref = self._gradients(pl_module, batch, params, "autograd",
-                              trainer.precision_plugin.forward_context(), scale)
-        terms = gradient_terms(net, batch[0], batch[1], pl_module.loss_name)
+                              trainer.precision_plugin.forward_context(), scale, self._rng)
         sizes = [terms.get(n, torch.zeros_like(p)) for n, p in named]
         step_sizes = sizes if scale is None else [t * scale.to(t) for t in sizes]
         if trainer.world_size > 1:  # DDP has averaged the manual grads across processes
@@ -139,7 +156,7 @@ class GradientAudit(L.Callback):
         checks = [(grads, ref, step_sizes, dtype)]
         if dtype != params[0].dtype:  # mixed precision: the same batch in the weights' dtype too
             checks.append((*(self._gradients(pl_module, batch, params, mode,
-                                             contextlib.nullcontext(), None)
+                                             contextlib.nullcontext(), None, self._rng)
                              for mode in ("manual", "autograd")), sizes, params[0].dtype))
         parts = []
         for g, r, s, dt in checks:
@@ -185,3 +202,28 @@ def _worse(values) -> float:
     """The largest of ``values``; NaN if one is NaN (a NaN must never look small)."""
     values = list(values)
     return math.nan if any(math.isnan(v) for v in values) else max(values)
+
+
+def _rng_state(net: torch.nn.Module) -> list[Tensor] | None:
+    """The RNG state a network with dropout draws its mask from (``None`` without dropout)."""
+    if not any(m.p > 0 for m in net.modules() if isinstance(m, Dropout)):
+        return None
+    device = next(net.parameters()).device
+    state = [torch.get_rng_state()]
+    if device.type == "cuda":
+        state.append(torch.cuda.get_rng_state(device))
+    return state
+
+
+@contextlib.contextmanager
+def _same_rng(state: list[Tensor] | None):
+    """Run with the RNG at ``state`` (the training step's), then put it back as it was."""
+    if state is None:
+        yield
+        return
+    devices = [torch.cuda.current_device()] if len(state) > 1 else []
+    with torch.random.fork_rng(devices=devices):
+        torch.set_rng_state(state[0])
+        if devices:
+            torch.cuda.set_rng_state(state[1])
+        yield

@@ -82,7 +82,7 @@ def build(
             n_in=datamodule.n_features, n_classes=datamodule.n_classes, model=settings.model,
             init=settings.init, optimizer=settings.optimizer, scheduler=settings.scheduler,
             seed=settings.seed, feature_names=list(datamodule.feature_names),
-            step_mode=settings.train_step,
+            step_mode=settings.train_step, layout=getattr(datamodule, "layout", None),
         )
         callbacks = [_instantiate("callbacks", best_monitor(c, settings.model.loss))
                      for c in (cfg.get("callbacks") or {}).values() if c]

@@ -37,6 +37,7 @@ class LearnTask(L.LightningModule):
             or the same as a mapping (a checkpoint's hyperparameters).
         seed: seeds the initial weights.
         feature_names: names of the inputs, for reading a neuron's weights.
+        layout: one row's shape for a conv model (the data set's ``layout``), or ``None``.
     """
 
     def __init__(
@@ -50,6 +51,7 @@ class LearnTask(L.LightningModule):
         seed: int = 0,
         feature_names: list[str] | None = None,
         step_mode: str = "eager",
+        layout: list[int] | None = None,
     ) -> None:
         super().__init__()
         if step_mode not in ("eager", "compiled", "graph"):
@@ -71,11 +73,12 @@ class LearnTask(L.LightningModule):
             "init": self.init_config.to_dict(), "optimizer": self.optimizer_config.to_dict(),
             "scheduler": self.scheduler_config.to_dict(), "seed": seed,
             "feature_names": feature_names, "step_mode": step_mode,
+            "layout": None if layout is None else [int(n) for n in layout],
         }, logger=False)
         self.loss_name = self.model_config.loss
         self.takes_logits = LOSSES[self.loss_name].takes_logits
         self.n_classes = n_classes
-        self.net = build_network(self.model_config, n_in, n_classes)
+        self.net = build_network(self.model_config, n_in, n_classes, layout)
         with torch.no_grad():
             initialize_(self.net, **self.init_config.to_dict(),
                         generator=torch.Generator().manual_seed(int(seed)))

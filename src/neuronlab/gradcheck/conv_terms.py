@@ -1,0 +1,187 @@
+"""The size of the terms of each gradient (see :mod:`.rounding`) for the networks past the
+MLP: ``CNN`` (convolutions, flatten, a linear layer) and ``ResMLP`` (skips h + layer(h)).
+
+The same triangle inequality, step by step, as :func:`.rounding.gradient_terms`: forward, a
+weighted sum's size is the sum with |W| over the input's size (a convolution with |W|);
+backward, ``m`` is carried through |W| (a transposed convolution) and |f'(z)|, a skip adds its
+two branches, dropout's 1/(1−p) scales both ways. ``T(W)`` is then the weight gradient of the
+sizes: ``Σ_positions mᵀ X̃`` for a convolution. Normalization layers are not covered (their
+backward mixes a whole batch: :class:`TermsNotCovered`); the audit skips such a network with
+a note instead of judging it against a wrong bound.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..functional import get_activation
+from ..modules import MLP, Layer, Neuron
+from ..modules.cnn import CNN
+from ..modules.conv import _ConvNd
+from ..modules.norm import LayerNorm
+from ..modules.resmlp import ResMLP
+from .rounding import (
+    LOSS_TERMS,
+    LayerPass,
+    _activation_terms,
+    _derivatives,
+    _loss_gradient_terms,
+    gradient_terms,
+)
+
+
+class TermsNotCovered(TypeError):
+    """The network holds a layer whose terms the rounding bound does not size yet."""
+
+
+def _affine(layer: nn.Module, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """The layer's weighted sum with the weights ``w``, ``b`` (plain torch)."""
+    if isinstance(layer, _ConvNd):
+        conv = nn.functional.conv1d if layer.dims == 1 else nn.functional.conv2d
+        return conv(x, w, b, layer.stride, layer.padding, layer.dilation, layer.groups)
+    return nn.functional.linear(x, w, b)
+
+
+def _sized(layer: nn.Module, h: Tensor, size: Tensor, dtype) -> tuple[Tensor, Tensor]:
+    """(z, its size): the weighted sum, and the sum of the sizes with |W| and |b|."""
+    w = layer.weight.detach().to(dtype)
+    b = None if layer.bias is None else layer.bias.detach().to(dtype)
+    return _affine(layer, h, w, b), _affine(layer, size, w.abs(), None if b is None else b.abs())
+
+
+def _back(layer: nn.Module, x_size: Tensor, m: Tensor, dtype
+          ) -> tuple[Tensor, Tensor, Tensor]:
+    """(T(W), T(b), m at the input): the weight gradient of the sizes, Σ m over everything
+    but the channel, and m carried back through |W|."""
+    with torch.enable_grad():
+        x = x_size.detach().requires_grad_()
+        w = layer.weight.detach().to(dtype).abs().requires_grad_()
+        m_in, t_w = torch.autograd.grad(_affine(layer, x, w, None), (x, w), m)
+    t_b = m.sum(0) if m.dim() == 2 else m.sum([0, *range(2, m.dim())])
+    return t_w, t_b, m_in
+
+
+def _norm_forward(norm: nn.Module, z: Tensor, z_size: Tensor, dtype) -> tuple:
+    """(y, its size, what the backward needs) of a batch or layer norm of ``z``: x̂'s size is
+    the input's (plus its mean's) over σ, y's is |γ|·that + |β|."""
+    if isinstance(norm, LayerNorm):
+        dims = list(range(z.dim() - len(norm.normalized_shape), z.dim()))
+        param_shape = norm.normalized_shape
+    else:  # batch norm: per channel, over the batch and the positions
+        dims = [0, *range(2, z.dim())]
+        param_shape = (z.shape[1],) + (1,) * (z.dim() - 2)
+    batch_stats = isinstance(norm, LayerNorm) or norm.training or norm.running_mean is None
+    if batch_stats:
+        mean = z.mean(dims, keepdim=True)
+        var = z.var(dims, unbiased=False, keepdim=True)
+    else:
+        mean = norm.running_mean.to(dtype).reshape(param_shape)
+        var = norm.running_var.to(dtype).reshape(param_shape)
+    sigma = (var + norm.eps).sqrt()
+    xhat = (z - mean) / sigma
+    xhat_size = (z_size + z_size.mean(dims, keepdim=True)) / sigma
+    if norm.weight is None:
+        gamma, beta = torch.ones((), dtype=dtype), torch.zeros((), dtype=dtype)
+    else:
+        gamma = norm.weight.detach().to(dtype).reshape(param_shape)
+        beta = norm.bias.detach().to(dtype).reshape(param_shape)
+    y = gamma * xhat + beta
+    return y, gamma.abs() * xhat_size + beta.abs(), (norm, dims, sigma, xhat.abs(), xhat_size,
+                                                     gamma.abs(), batch_stats)
+
+
+def _norm_back(ctx: tuple, m: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor]:
+    """(T(γ), T(β), m at the input) through ∂x = γσ⁻¹/n·(n∂y − Σ∂y − x̂Σ(∂y·x̂)), each term
+    by its size (the running statistics' backward is γσ⁻¹·∂y alone)."""
+    norm, dims, sigma, xhat, xhat_size, gamma, batch_stats = ctx
+    # γ is per channel (batch norm: summed over dims) or per feature (layer norm: over rows)
+    param_dims = list(range(m.dim() - len(norm.normalized_shape))) if isinstance(
+        norm, LayerNorm) else dims
+    t_g = t_b = None
+    if norm.weight is not None:
+        t_g = (m * xhat_size).sum(param_dims).reshape(norm.weight.shape)
+        t_b = m.sum(param_dims).reshape(norm.bias.shape)
+    if batch_stats:
+        # x̂·Σ(∂y·x̂) to first order in x̂'s error: one factor at its size, the other its value
+        m = (m + m.mean(dims, keepdim=True) + xhat_size * (m * xhat).mean(dims, keepdim=True)
+             + xhat * (m * xhat_size).mean(dims, keepdim=True))
+    return t_g, t_b, gamma / sigma * m
+
+
+def _dropout_factor(model: nn.Module) -> float:
+    p = model.dropout.p if model.training else 0.0
+    return 1.0 / (1.0 - p)
+
+
+@torch.no_grad()
+def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, loss: str,
+                           scale: Tensor | float = 1.0) -> dict[str, Tensor]:
+    """``{parameter name: T}`` for a ``Neuron``, ``Layer``, ``MLP`` (:func:`.rounding.
+    gradient_terms`), ``CNN`` or ``ResMLP`` (with or without a norm); ``TermsNotCovered``
+    for others. Arguments as :func:`.rounding.gradient_terms`'s."""
+    if isinstance(model, Neuron | Layer | MLP):
+        return gradient_terms(model, inputs, targets, loss, scale)
+    if not isinstance(model, CNN | ResMLP):
+        raise TermsNotCovered(f"no rounding bound for a {type(model).__name__} yet")
+    if loss not in LOSS_TERMS or loss == "mse":
+        raise TermsNotCovered(f"loss={loss!r}: the bound of a {type(model).__name__} covers "
+                              "cross_entropy and bce (on the logits)")
+    p0 = model.layers[0].weight
+    dtype = torch.promote_types(p0.dtype, torch.float32)
+    k = _dropout_factor(model)
+    named = {id(p): n for n, p in model.named_parameters()}
+    terms: dict[str, Tensor] = {}
+
+    def keep(layer, t_w, t_b):
+        if t_w is not None and layer.weight is not None:
+            terms[named[id(layer.weight)]] = t_w
+        if t_b is not None and layer.bias is not None:
+            terms[named[id(layer.bias)]] = t_b
+
+    with torch.autocast(p0.device.type, enabled=False):
+        h = inputs.detach().to(device=p0.device, dtype=dtype).reshape(inputs.shape[0], -1)
+        if isinstance(model, CNN):
+            h = h.reshape(h.shape[0], *model.layout)
+        size = h.abs()
+        sizes, carries, norms = [], [], []
+        hidden = list(model.layers[:-1])
+        for i, layer in enumerate(hidden):
+            z, z_size = _sized(layer, h, size, dtype)
+            sizes.append(size)
+            if model.norm is not None:
+                z, z_size, ctx = _norm_forward(model.norms[i], z, z_size, dtype)
+                norms.append(ctx)
+            a = get_activation(model.activation, "autograd")(z)
+            d, dd = _derivatives(model.activation, z)
+            carries.append(d + dd * z_size)  # |f'(z)| + |f''(z)| Z̃: the forward's error too
+            a_size = _activation_terms(model.activation, z, a) + d * z_size
+            if isinstance(model, ResMLP) and model.residual and i > 0:
+                h, size = h + a, size + a_size
+            else:
+                h, size = a, a_size
+            if isinstance(model, ResMLP):
+                size = size * k
+        if isinstance(model, CNN):
+            h, size = h.flatten(1), size.flatten(1) * k
+        last = model.layers[-1]
+        z, z_size = _sized(last, h, size, dtype)
+        m = _loss_gradient_terms(loss, LayerPass(size, z, z_size, z, z_size),
+                                 targets.to(p0.device)).reshape(z.shape) * scale
+        t_w, t_b, m = _back(last, size, m, dtype)
+        keep(last, t_w, t_b)
+        if isinstance(model, CNN):
+            m = m.reshape(carries[-1].shape) * k
+        for i in range(len(hidden) - 1, -1, -1):
+            if isinstance(model, ResMLP):
+                m = m * k
+            m_z = m * carries[i]
+            if model.norm is not None:
+                t_g, t_n, m_z = _norm_back(norms[i], m_z)
+                keep(model.norms[i], t_g, t_n)
+            t_w, t_b, m_in = _back(hidden[i], sizes[i], m_z, dtype)
+            keep(hidden[i], t_w, t_b)
+            skip = isinstance(model, ResMLP) and model.residual and i > 0
+            m = m + m_in if skip else m_in
+    return terms
+

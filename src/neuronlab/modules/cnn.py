@@ -1,0 +1,115 @@
+"""``model=cnn``: MNIST-1D's convolutional network (Greydanus 2020), for signals or images.
+
+On MNIST-1D's ``(1, 40)`` signals: Conv1d 1→25 (kernel 5, stride 2, padding 1), Conv1d 25→25
+(3, 2, 1) twice, ReLU after each, flatten 25×5 = 125 → Linear 125→10: 5,210 parameters. On
+the digits' ``(1, 8, 8)`` images the same stack with Conv2d (kernels 5×5, 3×3, 3×3). Each row
+arrives flat, ``(B, n_features)``; the data set's ``layout`` says how to view it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from ..functional import get_activation
+from .conv import Conv1d, Conv2d
+from .dense import Layer, _check_size, _Switchable
+from .dropout import Dropout
+from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
+
+NORMS = ("batch", "layer")
+
+
+def _out_size(n: int, kernel: int, stride: int, padding: int) -> int:
+    return (n + 2 * padding - kernel) // stride + 1
+
+
+def norm_layer(norm: str | None, shape: Sequence[int], backprop: str) -> nn.Module:
+    """The normalization of features ``shape`` = ``(C,)``, ``(C, L)`` or ``(C, H, W)``:
+    batch norm per channel, layer norm over all of ``shape``, or the identity for ``None``."""
+    if norm is None:
+        return nn.Identity()
+    if norm == "batch":
+        cls = BatchNorm2d if len(shape) == 3 else BatchNorm1d
+        return cls(shape[0], backprop=backprop)
+    if norm == "layer":
+        return LayerNorm(tuple(shape), backprop=backprop)
+    raise ValueError(f"norm={norm!r} must be one of: {', '.join(NORMS)}, or None")
+
+
+class CNN(_Switchable):
+    """Convolutions (each: conv, optional norm, activation), flatten, dropout, a linear layer.
+
+    Args:
+        layout: one sample's shape, channels first: ``(C, L)`` → Conv1d, ``(C, H, W)`` → Conv2d.
+        n_out: outputs (classes).
+        channels: output channels of each convolution (MNIST-1D: ``[25, 25, 25]``).
+        kernel_sizes: kernel of each convolution (default 5 first, then 3).
+        stride, padding: of every convolution (MNIST-1D: 2 and 1).
+        activation: after each convolution.
+        norm: ``"batch"``, ``"layer"`` or ``None``, between each convolution and its activation.
+        dropout: drop probability before the linear layer.
+        backprop: ``"manual"`` or ``"autograd"``, set on every layer.
+
+    ``layers`` holds the convolutions and the linear layer (what per-layer statistics hook).
+    """
+
+    def __init__(self, layout: Sequence[int], n_out: int, channels: Sequence[int] = (25, 25, 25),
+                 kernel_sizes: Sequence[int] | None = None, stride: int = 2, padding: int = 1,
+                 activation: str = "relu", norm: str | None = None, dropout: float = 0.0,
+                 backprop: str = "manual") -> None:
+        super().__init__()
+        self.layout = tuple(_check_size("layout", s) for s in layout)
+        if len(self.layout) not in (2, 3):
+            raise ValueError(f"layout={tuple(layout)} must be (channels, length) or "
+                             "(channels, height, width)")
+        channels = [_check_size(f"channels[{i}]", c) for i, c in enumerate(channels)]
+        if not channels:
+            raise ValueError("channels=[] needs at least one convolution")
+        kernel_sizes = list(kernel_sizes or [5] + [3] * (len(channels) - 1))
+        if len(kernel_sizes) != len(channels):
+            raise ValueError(f"kernel_sizes={kernel_sizes} needs one size per channel count "
+                             f"({len(channels)})")
+        conv = Conv1d if len(self.layout) == 2 else Conv2d
+        shape = list(self.layout)
+        convs, norms = [], []
+        for c, k in zip(channels, kernel_sizes, strict=True):
+            convs.append(conv(shape[0], c, k, stride, padding, activation=activation,
+                              backprop=backprop))
+            shape = [c, *(_out_size(n, k, stride, padding) for n in shape[1:])]
+            if min(shape) < 1:
+                raise ValueError(f"layout={self.layout} is too small for kernel_sizes="
+                                 f"{kernel_sizes} with stride {stride}, padding {padding}")
+            norms.append(norm_layer(norm, shape, backprop))
+        n_flat = 1
+        for n in shape:
+            n_flat *= n
+        self.activation = activation
+        self.norm = norm
+        self.layers = nn.ModuleList([*convs, Layer(n_flat, n_out, backprop=backprop)])
+        self.norms = nn.ModuleList(norms)
+        self.dropout = Dropout(dropout, backprop=backprop)
+        self.backprop = backprop
+
+    @_Switchable.backprop.setter
+    def backprop(self, value: str) -> None:
+        _Switchable.backprop.fset(self, value)
+        for m in self.modules():
+            if m is not self and isinstance(m, _Switchable):
+                m.backprop = value
+
+    def features(self, x: Tensor) -> Tensor:
+        """``(B, n_features)`` (or ``(B, *layout)``) → the flat features the last layer sees."""
+        x = x.reshape(x.shape[0], *self.layout)
+        act = get_activation(self.activation, self._backprop)
+        for conv, norm in zip(self.layers[:-1], self.norms, strict=True):
+            x = conv(x) if self.norm is None else act(norm(conv.pre_activation(x)))
+        return self.dropout(x.flatten(1))
+
+    def pre_activation(self, x: Tensor) -> Tensor:
+        """The logits ``(B, n_out)``."""
+        return self.layers[-1].pre_activation(self.features(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers[-1](self.features(x))

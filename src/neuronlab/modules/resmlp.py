@@ -1,0 +1,73 @@
+"""``model=resmlp``: MNIST-1D's residual MLP, and an MLP with normalization or dropout.
+
+MNIST-1D's (Greydanus 2020): Linear 40→100, ReLU, h ← h + ReLU(Linear 100→100 (h)),
+Linear 100→10. Each hidden layer may be normalized between its weighted sum and its
+activation (``norm``) and its output dropped (``dropout``); with ``residual=False`` the same
+stack has no skips (``model=mlp`` with ``model.norm`` or ``model.dropout``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from ..functional import get_activation
+from .cnn import norm_layer
+from .dense import Layer, _check_size, _Switchable
+from .dropout import Dropout
+
+
+class ResMLP(_Switchable):
+    """``sizes = [n_in, h1, ..., n_out]``; each hidden layer after the first adds its input
+    back (``residual=True``: its size must equal the one before).
+
+    Args:
+        sizes: layer sizes.
+        activation: of the hidden layers (the last returns logits).
+        residual: h ← h + layer(h) for every hidden layer after the first.
+        norm: ``"batch"``, ``"layer"`` or ``None``, between weighted sum and activation.
+        dropout: drop probability after each hidden layer.
+        backprop: ``"manual"`` or ``"autograd"``, set on every layer.
+    """
+
+    def __init__(self, sizes: Sequence[int], activation: str = "relu", residual: bool = True,
+                 norm: str | None = None, dropout: float = 0.0,
+                 backprop: str = "manual") -> None:
+        super().__init__()
+        sizes = [_check_size(f"sizes[{i}]", s) for i, s in enumerate(sizes)]
+        if len(sizes) < 3:
+            raise ValueError(f"sizes={sizes} needs an input, a hidden and an output size")
+        if residual and len(set(sizes[1:-1])) > 1:
+            raise ValueError(f"sizes={sizes}: residual hidden layers must all have one size "
+                             f"(h + layer(h)), got {sizes[1:-1]}")
+        self.sizes, self.residual, self.norm = sizes, residual, norm
+        self.activation = activation
+        self.layers = nn.ModuleList(
+            Layer(sizes[i], sizes[i + 1], activation=activation if i < len(sizes) - 2
+                  else "identity", backprop=backprop)
+            for i in range(len(sizes) - 1))
+        self.norms = nn.ModuleList(norm_layer(norm, (s,), backprop) for s in sizes[1:-1])
+        self.dropout = Dropout(dropout, backprop=backprop)
+        self.backprop = backprop
+
+    @_Switchable.backprop.setter
+    def backprop(self, value: str) -> None:
+        _Switchable.backprop.fset(self, value)
+        for m in self.modules():
+            if m is not self and isinstance(m, _Switchable):
+                m.backprop = value
+
+    def features(self, x: Tensor) -> Tensor:
+        """The last hidden layer's output ``(B, sizes[-2])``."""
+        act = get_activation(self.activation, self._backprop)
+        for i, (layer, norm) in enumerate(zip(self.layers[:-1], self.norms, strict=True)):
+            h = layer(x) if self.norm is None else act(norm(layer.pre_activation(x)))
+            x = self.dropout(x + h if self.residual and i > 0 else h)
+        return x
+
+    def pre_activation(self, x: Tensor) -> Tensor:
+        return self.layers[-1].pre_activation(self.features(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers[-1](self.features(x))

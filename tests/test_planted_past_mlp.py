@@ -1,0 +1,87 @@
+# pytest tests/test_planted_past_mlp.py
+"""The planted bugs of the layers past the MLP (``tests/planted.py``: the ops' own table),
+in the models built of them: ``compare_gradients`` and the mid-training gradient audit catch a
+convolution whose ∂W ignores the stride (model=cnn) and a dropout backward without its
+1/(1−p) (model=resmlp with dropout), a BatchNorm backward without its mean term and a layer
+norm without its variance term, and stay quiet without the plant. (Pooling and embedding
+plants: no model of the lab holds those layers; check_function and neuronlab-check catch them,
+in the ops' tests.)"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from audit_runs import PLANT_STEP, PlantAt, train_audited
+from planted import PLANTS
+
+from neuronlab.gradcheck import compare_gradients
+from neuronlab.modules.cnn import CNN
+from neuronlab.modules.resmlp import ResMLP
+
+CASES = {
+    "conv dW ignores the stride": (
+        lambda: CNN((1, 40), 10), ["model=cnn", "data=mnist1d", "data.n_samples=600"],
+        {"layers.0.weight", "layers.1.weight", "layers.2.weight"}),
+    "dropout backward without 1/(1-p)": (
+        lambda: ResMLP([40, 16, 16, 10], dropout=0.3),
+        ["model=resmlp", "model.hidden=[16,16]", "model.dropout=0.3", "data=mnist1d",
+         "data.n_samples=600"],
+        {f"layers.{i}.{p}" for i in (0, 1) for p in ("weight", "bias")}),
+    "batch_norm backward without the mean term": (
+        lambda: ResMLP([40, 16, 16, 10], norm="batch"),
+        ["model=resmlp", "model.hidden=[16,16]", "model.norm=batch", "data=mnist1d",
+         "data.n_samples=600"],
+        {f"layers.{i}.{p}" for i in (0, 1) for p in ("weight", "bias")}
+        | {"norms.0.weight", "norms.0.bias", "norms.1.weight", "norms.1.bias"}),
+    "layer_norm backward without the variance term": (
+        lambda: CNN((1, 40), 10, norm="layer"),
+        ["model=cnn", "model.norm=layer", "data=mnist1d", "data.n_samples=600"],
+        {f"layers.{i}.{p}" for i in (0, 1, 2) for p in ("weight", "bias")}
+        | {f"norms.{i}.{p}" for i in (0, 1) for p in ("weight", "bias")}),
+}
+
+
+def _batch(n_in: int = 40):
+    gen = torch.Generator().manual_seed(0)
+    return (torch.randn(64, n_in, generator=gen, dtype=torch.float64),
+            torch.randint(0, 10, (64,), generator=gen))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_compare_gradients_catches_the_plant_in_its_model(name, monkeypatch):
+    make, _, reached = CASES[name]
+    torch.manual_seed(0)
+    model = make().double()
+    x, y = _batch()
+    for _ in range(3):  # without the plant: right, whatever mask dropout draws
+        assert compare_gradients(model, x, y).ok
+    PLANTS[name].install(monkeypatch)
+    report = compare_gradients(model, x, y)
+    failed = {r.name for r in report.rows if not r.passed}
+    assert not report.ok and failed and failed <= reached, str(report)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_audit_catches_the_plant_mid_training(tmp_path, monkeypatch, name):
+    _, overrides, reached = CASES[name]
+    plant_at = PlantAt(PLANT_STEP, PLANTS[name], monkeypatch)
+    record, audit = train_audited(tmp_path, *overrides, "trainer.max_steps=300",
+                                  "trainer.max_epochs=300", extra_callbacks=[plant_at])
+    assert audit.not_covered is None
+    assert record["status"] == "failed", record.get("message")
+    m = re.search(r"gradient audit failed at step (\d+): manual and autograd gradients of "
+                  r"'([\w.]+)'", record["message"])
+    assert m and int(m.group(1)) == PLANT_STEP, record["message"]
+    assert m.group(2) in reached
+    assert audit.audits == PLANT_STEP // 10 + 1  # every audit before the plant passed
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_no_alarm_without_the_plant(tmp_path, name):
+    _, overrides, _ = CASES[name]
+    record, audit = train_audited(tmp_path, *overrides, "trainer.max_steps=150",
+                                  "trainer.max_epochs=300")
+    assert record["status"] == "ok" and audit.audits == 15
+    assert audit.worst_seen < 0.5, audit.last
