@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from .callbacks import FIT_METRICS_FILE
-from .parallel import map_jobs
 from .init_results import Cell, Claim, InitSweep
+from .parallel import map_jobs
 from .signal import Signal, signal_propagation
 
 EXPERIMENT = "init_sweep"
