@@ -25,6 +25,7 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # two real neuronlab-train processes
 def test_another_config_into_a_finished_folder_is_refused_and_nothing_changes(tmp_path):
     run = tmp_path / "run"
     first = train_cli(tmp_path, *FAST, "data=moons", f"hydra.run.dir={run}")
@@ -40,6 +41,7 @@ def test_another_config_into_a_finished_folder_is_refused_and_nothing_changes(tm
     assert snapshot(run) == before
 
 
+@pytest.mark.slow  # two real neuronlab-train processes
 def test_the_same_config_again_is_skipped_and_touches_nothing(tmp_path):
     run = tmp_path / "run"
     first = train_cli(tmp_path, *FAST, f"hydra.run.dir={run}")

@@ -240,6 +240,7 @@ def test_a_search_continues_its_study_and_tensorboard_lists_every_trial(tmp_path
         served.stop()
 
 
+@pytest.mark.slow  # starts joblib worker processes
 def test_map_jobs_runs_in_worker_processes_in_order():
     from neuronlab.experiments.parallel import map_jobs
 
