@@ -84,3 +84,14 @@ def test_broken_mlp_fails(monkeypatch):
 def test_cuda_checks_pass():
     rows = run_checks(["linear", "gelu", "cross_entropy"], devices=["cuda"]).rows
     assert all(r.passed for r in rows), [(r.op, r.dtype, r.details) for r in rows]
+
+
+def test_dtype_takes_several_values_at_once_or_repeated(capsys):
+    assert main(["--op", "tanh", "--dtype", "float64", "bfloat16", "--device", "cpu",
+                 "--no-mlp"]) == 0
+    at_once = capsys.readouterr().out
+    assert main(["--op", "tanh", "--dtype", "float64", "--dtype", "bfloat16", "--device", "cpu",
+                 "--no-mlp"]) == 0
+    repeated = capsys.readouterr().out
+    for out in (at_once, repeated):
+        assert "bfloat16" in out and "float64" in out

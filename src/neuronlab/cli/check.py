@@ -119,8 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="neuronlab-check", description=__doc__.split("\n")[0])
     parser.add_argument("--op", action="append", metavar="NAME",
                         help=f"an op to check (repeatable; default all: {', '.join(OPS)})")
-    parser.add_argument("--dtype", action="append", choices=list(DTYPES),
-                        help="repeatable; default float64 and float32 (with --function: all)")
+    parser.add_argument("--dtype", action="extend", nargs="+", choices=list(DTYPES),
+                        help="one or more (--dtype float64 bfloat16), repeatable; default "
+                        "float64 and float32 (with --function: all)")
     parser.add_argument("--device", action="append", choices=list(DEVICES),
                         help="repeatable; default cpu, plus cuda when available")
     parser.add_argument("--no-mlp", action="store_true", help="skip the MLP on the digits")
