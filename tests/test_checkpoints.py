@@ -235,3 +235,15 @@ def test_command_line_names_a_bad_checkpoint_on_one_line(trained, tmp_path):
         assert len(lines) == 1 and expected in lines[0], proc.stderr
         assert not (tmp_path / "run").exists()
     assert not marker.exists()
+
+
+def test_atomic_writes_are_readable_as_a_plain_open_would_make_them(tmp_path):
+    import os
+
+    from neuronlab.training.checkpoint import atomic_write_bytes
+
+    mask = os.umask(0)
+    os.umask(mask)
+    path = tmp_path / "metrics.json"
+    atomic_write_bytes(path, b"{}")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ..errors import ConfigError, unknown_choice
 from ..paths import config_dir
 
-SWEEP_EXTRA = 'pip install -e ".[sweep]"'
+SWEEP_EXTRA = 'pip install "neuronlab[sweep]" (from a checkout: pip install -e ".[sweep]")'
 # Hydra's plugins behind the sweep options: (group, option or None for any) → (module, name)
 PLUGINS = {
     ("hydra/launcher", "joblib"): ("hydra_joblib_launcher", "hydra-joblib-launcher"),
