@@ -2,10 +2,13 @@
 """The planted bugs of the layers past the MLP (``tests/planted.py``: the ops' own table),
 in the models built of them: ``compare_gradients`` and the mid-training gradient audit catch a
 convolution whose ∂W ignores the stride (model=cnn) and a dropout backward without its
-1/(1−p) (model=resmlp with dropout), a BatchNorm backward without its mean term and a layer
-norm without its variance term, and stay quiet without the plant. (Pooling and embedding
-plants: no model of the lab holds those layers; check_function and neuronlab-check catch them,
-in the ops' tests.)"""
+1/(1−p) (model=resmlp with dropout), a BatchNorm backward without its mean term, a layer
+norm without its variance term, a max-pool gradient sent to the wrong index (model=cnn with
+model.pool=max) and an embedding that ignores ``padding_idx`` (model=embedmlp on the digits'
+intensity levels, where the blank pixels are the padding token), and stay quiet without the
+plant. (The average-pooling plant divides by the whole kernel where padding is not counted:
+the models pool without padding, so only check_function and neuronlab-check, in the ops'
+tests, can see it.)"""
 
 from __future__ import annotations
 
@@ -18,7 +21,10 @@ from planted import PLANTS
 
 from neuronlab.gradcheck import compare_gradients
 from neuronlab.modules.cnn import CNN
+from neuronlab.modules.embedmlp import EmbeddingMLP
 from neuronlab.modules.resmlp import ResMLP
+
+DIGIT_TOKENS = ["model=embedmlp", "data=digits", "data.standardize=false"]
 
 CASES = {
     "conv dW ignores the stride": (
@@ -40,13 +46,26 @@ CASES = {
         ["model=cnn", "model.norm=layer", "data=mnist1d", "data.n_samples=600"],
         {f"layers.{i}.{p}" for i in (0, 1, 2) for p in ("weight", "bias")}
         | {f"norms.{i}.{p}" for i in (0, 1) for p in ("weight", "bias")}),
+    "max_pool1d gradient at the wrong index": (
+        lambda: CNN((1, 40), 10, pool="max"),
+        ["model=cnn", "model.pool=max", "data=mnist1d", "data.n_samples=600"],
+        {f"layers.{i}.{p}" for i in (0, 1, 2) for p in ("weight", "bias")}),
+    "embedding ignores padding_idx": (
+        lambda: EmbeddingMLP(64, 17, 4, [16, 10], padding_idx=0), DIGIT_TOKENS,
+        {"embedding.weight"}),
 }
 
 
-def _batch(n_in: int = 40):
+def _inputs(name: str):
+    """A batch the case's model reads: 64 digit-like tokens 0..16 (a third blank), or 40
+    signal values."""
     gen = torch.Generator().manual_seed(0)
-    return (torch.randn(64, n_in, generator=gen, dtype=torch.float64),
-            torch.randint(0, 10, (64,), generator=gen))
+    y = torch.randint(0, 10, (64,), generator=gen)
+    if "embedding" in name:
+        tokens = torch.randint(0, 17, (64, 64), generator=gen)
+        tokens[torch.rand(64, 64, generator=gen) < 1 / 3] = 0
+        return tokens.double(), y
+    return torch.randn(64, 40, generator=gen, dtype=torch.float64), y
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -54,7 +73,7 @@ def test_compare_gradients_catches_the_plant_in_its_model(name, monkeypatch):
     make, _, reached = CASES[name]
     torch.manual_seed(0)
     model = make().double()
-    x, y = _batch()
+    x, y = _inputs(name)
     for _ in range(3):  # without the plant: right, whatever mask dropout draws
         assert compare_gradients(model, x, y).ok
     PLANTS[name].install(monkeypatch)

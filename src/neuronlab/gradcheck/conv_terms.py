@@ -1,13 +1,18 @@
 """The size of the terms of each gradient (see :mod:`.rounding`) for the networks past the
-MLP: ``CNN`` (convolutions, flatten, a linear layer) and ``ResMLP`` (skips h + layer(h)).
+MLP: ``CNN`` (convolutions, pooling, flatten, a linear layer), ``ResMLP`` (skips
+h + layer(h)) and ``EmbeddingMLP`` (a lookup, then an MLP).
 
 The same triangle inequality, step by step, as :func:`.rounding.gradient_terms`: forward, a
 weighted sum's size is the sum with |W| over the input's size (a convolution with |W|);
 backward, ``m`` is carried through |W| (a transposed convolution) and |f'(z)|, a skip adds its
-two branches, dropout's 1/(1−p) scales both ways. ``T(W)`` is then the weight gradient of the
-sizes: ``Σ_positions mᵀ X̃`` for a convolution. Normalization layers are not covered (their
-backward mixes a whole batch: :class:`TermsNotCovered`); the audit skips such a network with
-a note instead of judging it against a wrong bound.
+two branches, dropout's 1/(1−p) scales both ways. A norm's size is x̂'s (its input's and its
+mean's over σ), and m goes back through the one-formula backward term by term. Max pooling is
+exact: its output's size is the size of the input it picked, and m goes back to that argmax;
+average pooling averages the sizes and spreads m. A lookup is exact. ``T(W)`` is then the
+weight gradient of the sizes: ``Σ_positions mᵀ X̃`` for a convolution, the scatter-add of m
+into the rows looked up for an embedding table. Other layer types raise
+:class:`TermsNotCovered`; the audit skips such a network with a note instead of judging it
+against a wrong bound.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from ..functional import get_activation
 from ..modules import MLP, Layer, Neuron
 from ..modules.cnn import CNN
 from ..modules.conv import _ConvNd
+from ..modules.embedmlp import EmbeddingMLP
 from ..modules.norm import LayerNorm
+from ..modules.pooling import MaxPool
 from ..modules.resmlp import ResMLP
 from .rounding import (
     LOSS_TERMS,
@@ -114,12 +121,54 @@ def _dropout_factor(model: nn.Module) -> float:
     return 1.0 / (1.0 - p)
 
 
+def _pool_forward(pool: nn.Module, a: Tensor, a_size: Tensor) -> tuple[Tensor, Tensor, tuple]:
+    """(y, its size, what the backward needs) of a pooling: max is exact, so y's size is the
+    size of the input it picked; an average's size is the average of the sizes."""
+    dims, k = pool.dims, pool.kernel_size
+    if isinstance(pool, MaxPool):
+        fn = nn.functional.max_pool1d if dims == 1 else nn.functional.max_pool2d
+        y, idx = fn(a, k, pool.stride, pool.padding, return_indices=True)
+        size = a_size.flatten(2).gather(2, idx.flatten(2)).reshape(y.shape)
+    else:
+        fn = nn.functional.avg_pool1d if dims == 1 else nn.functional.avg_pool2d
+        y, size = fn(a, k, pool.stride, pool.padding), fn(a_size, k, pool.stride, pool.padding)
+    return y, size, (fn, a, k, pool.stride, pool.padding)
+
+
+def _pool_back(ctx: tuple, m: Tensor) -> Tensor:
+    """m carried back through the pooling: to each window's argmax, or spread over it."""
+    fn, a, k, stride, padding = ctx
+    with torch.enable_grad():
+        x = a.detach().requires_grad_()
+        out = fn(x, k, stride, padding)
+        return torch.autograd.grad(out, x, m)[0]
+
+
+def _embedding_terms(model: EmbeddingMLP, inputs: Tensor, dtype) -> tuple[Tensor, Tensor]:
+    """(the looked-up vectors, their size): a lookup is exact."""
+    tokens = model.tokens(inputs.to(model.embedding.weight.device))
+    h = model.embedding.weight.detach().to(dtype)[tokens].flatten(1)
+    return h, h.abs()
+
+
+def _embedding_back(model: EmbeddingMLP, inputs: Tensor, m: Tensor) -> Tensor:
+    """T of the table: the scatter-add of m into the rows looked up (none into padding's)."""
+    emb = model.embedding
+    tokens = model.tokens(inputs.to(emb.weight.device)).flatten()
+    t = torch.zeros(emb.num_embeddings, emb.embedding_dim, dtype=m.dtype, device=m.device)
+    t.index_add_(0, tokens, m.reshape(-1, emb.embedding_dim))
+    if emb.padding_idx is not None:
+        t[emb.padding_idx] = 0
+    return t
+
+
 @torch.no_grad()
 def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, loss: str,
                            scale: Tensor | float = 1.0) -> dict[str, Tensor]:
     """``{parameter name: T}`` for a ``Neuron``, ``Layer``, ``MLP`` (:func:`.rounding.
-    gradient_terms`), ``CNN`` or ``ResMLP`` (with or without a norm); ``TermsNotCovered``
-    for others. Arguments as :func:`.rounding.gradient_terms`'s."""
+    gradient_terms`), ``CNN`` (with or without norm and pooling), ``ResMLP`` or
+    ``EmbeddingMLP`` (with or without a norm); ``TermsNotCovered`` for others. Arguments as
+    :func:`.rounding.gradient_terms`'s."""
     if isinstance(model, Neuron | Layer | MLP):
         return gradient_terms(model, inputs, targets, loss, scale)
     if not isinstance(model, CNN | ResMLP):
@@ -130,21 +179,25 @@ def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, lo
     p0 = model.layers[0].weight
     dtype = torch.promote_types(p0.dtype, torch.float32)
     k = _dropout_factor(model)
+    pools = getattr(model, "pools", None) if getattr(model, "pool", None) else None
     named = {id(p): n for n, p in model.named_parameters()}
     terms: dict[str, Tensor] = {}
 
     def keep(layer, t_w, t_b):
         if t_w is not None and layer.weight is not None:
             terms[named[id(layer.weight)]] = t_w
-        if t_b is not None and layer.bias is not None:
+        if t_b is not None and getattr(layer, "bias", None) is not None:
             terms[named[id(layer.bias)]] = t_b
 
     with torch.autocast(p0.device.type, enabled=False):
-        h = inputs.detach().to(device=p0.device, dtype=dtype).reshape(inputs.shape[0], -1)
-        if isinstance(model, CNN):
-            h = h.reshape(h.shape[0], *model.layout)
-        size = h.abs()
-        sizes, carries, norms = [], [], []
+        if isinstance(model, EmbeddingMLP):
+            h, size = _embedding_terms(model, inputs, dtype)
+        else:
+            h = inputs.detach().to(device=p0.device, dtype=dtype).reshape(inputs.shape[0], -1)
+            if isinstance(model, CNN):
+                h = h.reshape(h.shape[0], *model.layout)
+            size = h.abs()
+        sizes, carries, norms, pooled = [], [], [], []
         hidden = list(model.layers[:-1])
         for i, layer in enumerate(hidden):
             z, z_size = _sized(layer, h, size, dtype)
@@ -156,12 +209,16 @@ def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, lo
             d, dd = _derivatives(model.activation, z)
             carries.append(d + dd * z_size)  # |f'(z)| + |f''(z)| Z̃: the forward's error too
             a_size = _activation_terms(model.activation, z, a) + d * z_size
+            if pools is not None:
+                a, a_size, ctx = _pool_forward(pools[i], a, a_size)
+                pooled.append(ctx)
             if isinstance(model, ResMLP) and model.residual and i > 0:
                 h, size = h + a, size + a_size
             else:
                 h, size = a, a_size
             if isinstance(model, ResMLP):
                 size = size * k
+        shape = h.shape
         if isinstance(model, CNN):
             h, size = h.flatten(1), size.flatten(1) * k
         last = model.layers[-1]
@@ -171,11 +228,11 @@ def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, lo
         t_w, t_b, m = _back(last, size, m, dtype)
         keep(last, t_w, t_b)
         if isinstance(model, CNN):
-            m = m.reshape(carries[-1].shape) * k
+            m = m.reshape(shape) * k
         for i in range(len(hidden) - 1, -1, -1):
             if isinstance(model, ResMLP):
                 m = m * k
-            m_z = m * carries[i]
+            m_z = (m if pools is None else _pool_back(pooled[i], m)) * carries[i]
             if model.norm is not None:
                 t_g, t_n, m_z = _norm_back(norms[i], m_z)
                 keep(model.norms[i], t_g, t_n)
@@ -183,5 +240,6 @@ def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, lo
             keep(hidden[i], t_w, t_b)
             skip = isinstance(model, ResMLP) and model.residual and i > 0
             m = m + m_in if skip else m_in
+        if isinstance(model, EmbeddingMLP):
+            keep(model.embedding, _embedding_back(model, inputs, m), None)
     return terms
-

@@ -17,8 +17,10 @@ from .conv import Conv1d, Conv2d
 from .dense import Layer, _check_size, _Switchable
 from .dropout import Dropout
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
+from .pooling import AvgPool, MaxPool
 
 NORMS = ("batch", "layer")
+POOLS = ("max", "avg")
 
 
 def _out_size(n: int, kernel: int, stride: int, padding: int) -> int:
@@ -50,6 +52,9 @@ class CNN(_Switchable):
         activation: after each convolution.
         norm: ``"batch"``, ``"layer"`` or ``None``, between each convolution and its activation.
         dropout: drop probability before the linear layer.
+        pool: ``"max"``, ``"avg"`` or ``None``: a window-2 pooling (stride 2) after each
+            activation, LeNet's way to downsample. The pooling then does what the stride did:
+            the convolutions run with stride 1.
         backprop: ``"manual"`` or ``"autograd"``, set on every layer.
 
     ``layers`` holds the convolutions and the linear layer (what per-layer statistics hook).
@@ -58,7 +63,7 @@ class CNN(_Switchable):
     def __init__(self, layout: Sequence[int], n_out: int, channels: Sequence[int] = (25, 25, 25),
                  kernel_sizes: Sequence[int] | None = None, stride: int = 2, padding: int = 1,
                  activation: str = "relu", norm: str | None = None, dropout: float = 0.0,
-                 backprop: str = "manual") -> None:
+                 pool: str | None = None, backprop: str = "manual") -> None:
         super().__init__()
         self.layout = tuple(_check_size("layout", s) for s in layout)
         if len(self.layout) not in (2, 3):
@@ -71,22 +76,36 @@ class CNN(_Switchable):
         if len(kernel_sizes) != len(channels):
             raise ValueError(f"kernel_sizes={kernel_sizes} needs one size per channel count "
                              f"({len(channels)})")
+        if pool is not None and pool not in POOLS:
+            raise ValueError(f"pool={pool!r} must be one of: {', '.join(POOLS)}, or None")
         conv = Conv1d if len(self.layout) == 2 else Conv2d
+        dims = len(self.layout) - 1
+        stride = 1 if pool else stride
         shape = list(self.layout)
-        convs, norms = [], []
+        convs, norms, pools = [], [], []
         for c, k in zip(channels, kernel_sizes, strict=True):
             convs.append(conv(shape[0], c, k, stride, padding, activation=activation,
                               backprop=backprop))
             shape = [c, *(_out_size(n, k, stride, padding) for n in shape[1:])]
+            if min(shape) >= 1:
+                norms.append(norm_layer(norm, shape, backprop))
+            if pool and min(shape) >= 1:
+                pools.append((MaxPool if pool == "max" else AvgPool)(2, dims=dims,
+                                                                    backprop=backprop))
+                shape = [c, *(n // 2 for n in shape[1:])]
             if min(shape) < 1:
-                raise ValueError(f"layout={self.layout} is too small for kernel_sizes="
-                                 f"{kernel_sizes} with stride {stride}, padding {padding}")
-            norms.append(norm_layer(norm, shape, backprop))
+                raise ValueError(
+                    f"layout={self.layout} is too small for kernel_sizes={kernel_sizes} with "
+                    f"stride {stride}, padding {padding}" + (f" and {pool} pooling" if pool
+                                                             else "")
+                    + ": use fewer convolutions (model.hidden)")
         n_flat = 1
         for n in shape:
             n_flat *= n
         self.activation = activation
         self.norm = norm
+        self.pool = pool
+        self.pools = nn.ModuleList(pools)
         self.layers = nn.ModuleList([*convs, Layer(n_flat, n_out, backprop=backprop)])
         self.norms = nn.ModuleList(norms)
         self.dropout = Dropout(dropout, backprop=backprop)
@@ -103,8 +122,10 @@ class CNN(_Switchable):
         """``(B, n_features)`` (or ``(B, *layout)``) → the flat features the last layer sees."""
         x = x.reshape(x.shape[0], *self.layout)
         act = get_activation(self.activation, self._backprop)
-        for conv, norm in zip(self.layers[:-1], self.norms, strict=True):
+        for i, (conv, norm) in enumerate(zip(self.layers[:-1], self.norms, strict=True)):
             x = conv(x) if self.norm is None else act(norm(conv.pre_activation(x)))
+            if self.pool:
+                x = self.pools[i](x)
         return self.dropout(x.flatten(1))
 
     def pre_activation(self, x: Tensor) -> Tensor:

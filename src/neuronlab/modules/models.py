@@ -10,11 +10,12 @@ from typing import ClassVar
 from ..errors import is_number, require, require_bool, require_choice, unknown_choice
 from ..functional import ACTIVATIONS, BACKPROP_MODES, LOSSES
 from ..schema import GroupConfig
-from .cnn import CNN, NORMS
+from .cnn import CNN, NORMS, POOLS
 from .dense import GRANULARITIES, MLP, Neuron
+from .embedmlp import EmbeddingMLP
 from .resmlp import ResMLP
 
-MODELS = ("neuron", "mlp", "cnn", "resmlp")
+MODELS = ("neuron", "mlp", "cnn", "resmlp", "embedmlp")
 NEURON_LOSSES = ("bce", "mse")  # one output: cross_entropy needs one output per class
 
 
@@ -24,7 +25,8 @@ class ModelConfig(GroupConfig):
     ``conf/model/mlp.yaml``'s.
 
     Attributes:
-        kind: ``neuron`` (one sigmoid unit, two classes) or ``mlp``.
+        kind: ``neuron`` (one sigmoid unit, two classes), ``mlp``, ``cnn``, ``resmlp`` or
+            ``embedmlp`` (see ``conf/model/<kind>.yaml``).
         hidden: hidden layer sizes of an MLP (``[]`` for a neuron).
         activation: the hidden layers' activation (a neuron's own for ``kind=neuron``).
         output_activation: applied to an MLP's output, or ``None`` (logits).
@@ -39,7 +41,13 @@ class ModelConfig(GroupConfig):
         compile: ``torch.compile`` the network.
         norm: ``batch``, ``layer`` or ``None``: each hidden layer normalized between its
             weighted sum and its activation (mlp, cnn, resmlp).
-        dropout: drop probability of the hidden features (mlp, cnn, resmlp); 0 = none.
+        dropout: drop probability of the hidden features (mlp, cnn, resmlp, embedmlp);
+            0 = none.
+        pool: ``max``, ``avg`` or ``None``: cnn only, a window-2 pooling after each
+            convolution's activation (the convolutions then run with stride 1).
+        vocab, embedding_dim, padding_idx: embedmlp only: each input feature is a token in
+            ``[0, vocab)``, looked up as a vector of ``embedding_dim``; the ``padding_idx``
+            token's vector stays zero.
 
     For ``cnn``, ``hidden`` lists each convolution's output channels; for ``resmlp``, the
     widths (the residual ones equal).
@@ -57,6 +65,10 @@ class ModelConfig(GroupConfig):
     compile: bool = False
     norm: str | None = None
     dropout: float = 0.0
+    pool: str | None = None
+    vocab: int | None = None
+    embedding_dim: int = 4
+    padding_idx: int | None = None
 
     def __post_init__(self) -> None:
         require_choice("model.kind", self.kind, MODELS)
@@ -98,7 +110,12 @@ class ModelConfig(GroupConfig):
         if self.kind == "neuron":
             require(self.norm is None and self.dropout == 0, "model.norm/dropout",
                     (self.norm, self.dropout), "need hidden layers; use model=mlp")
-        if self.kind in ("cnn", "resmlp"):
+        if self.pool is not None:
+            require_choice("model.pool", self.pool, POOLS)
+            require(self.kind == "cnn", "model.pool", self.pool,
+                    f"is only used with model.kind=cnn, not {self.kind}; leave it null")
+        self._check_embedding()
+        if self.kind in ("cnn", "resmlp", "embedmlp"):
             require(bool(self.hidden), "model.hidden", self.hidden,
                     f"must list at least one size with model.kind={self.kind}")
             require(not self.fused, "model.fused", self.fused,
@@ -109,14 +126,33 @@ class ModelConfig(GroupConfig):
         if self.kind == "resmlp":
             require(len(set(self.hidden)) == 1, "model.hidden", self.hidden,
                     "must repeat one width with model.kind=resmlp (h + layer(h))")
-        if self.kind in ("cnn", "resmlp") or self.norm or self.dropout:
+        if self.kind in ("cnn", "resmlp", "embedmlp") or self.norm or self.dropout:
             require(self.output_activation is None, "model.output_activation",
                     self.output_activation, f"must be null with model.kind={self.kind}, "
                     "norm or dropout (logits out)")
 
+    def _check_embedding(self) -> None:
+        """``vocab``, ``embedding_dim``, ``padding_idx``: set for embedmlp only."""
+        def size(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+        if self.kind != "embedmlp":
+            require(self.vocab is None and self.padding_idx is None, "model.vocab/padding_idx",
+                    (self.vocab, self.padding_idx),
+                    f"are only used with model.kind=embedmlp, not {self.kind}; leave them null")
+            return
+        require(size(self.vocab), "model.vocab", self.vocab,
+                "must be an integer ≥ 1 with model.kind=embedmlp (the number of tokens)")
+        require(size(self.embedding_dim), "model.embedding_dim", self.embedding_dim,
+                "must be an integer ≥ 1")
+        if self.padding_idx is not None:
+            require(isinstance(self.padding_idx, int) and not isinstance(self.padding_idx, bool)
+                    and 0 <= self.padding_idx < self.vocab, "model.padding_idx",
+                    self.padding_idx, f"must be null or a token in [0, {self.vocab})")
+
 
 def build_network(config: ModelConfig, n_in: int, n_classes: int,
-                  layout: Sequence[int] | None = None) -> Neuron | MLP | CNN | ResMLP:
+                  layout: Sequence[int] | None = None
+                  ) -> Neuron | MLP | CNN | ResMLP | EmbeddingMLP:
     """A ``Neuron`` (two classes: one output) or an ``MLP`` ``[n_in, *hidden, n_out]``; with
     ``bce`` on two classes an MLP has one output (the logit of class 1). ``cnn`` views each
     row as ``layout`` (the data set's; ``None``: one channel of ``n_in`` positions);
@@ -133,7 +169,11 @@ def build_network(config: ModelConfig, n_in: int, n_classes: int,
     if config.kind == "cnn":
         return CNN(tuple(layout) if layout else (1, n_in), n_out, channels=config.hidden,
                    activation=config.activation, norm=config.norm, dropout=config.dropout,
-                   backprop=config.backprop)
+                   pool=config.pool, backprop=config.backprop)
+    if config.kind == "embedmlp":
+        return EmbeddingMLP(n_in, config.vocab, config.embedding_dim, [*config.hidden, n_out],
+                            padding_idx=config.padding_idx, activation=config.activation,
+                            norm=config.norm, dropout=config.dropout, backprop=config.backprop)
     if config.kind == "resmlp" or config.norm or config.dropout:
         return ResMLP([n_in, *config.hidden, n_out], activation=config.activation,
                       residual=config.kind == "resmlp", norm=config.norm,

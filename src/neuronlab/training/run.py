@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
+from ..modules.embedmlp import check_tokens
 from .audit import GradientMismatch
 from .checkpoint import CheckpointError, SafeCheckpointIO, remove_stale_temp_files
 from .collapse import ChanceWatch
@@ -78,6 +79,10 @@ def build(
         else:  # partial: Hydra would turn the Dataset dataclass into a config node
             datamodule = _instantiate("data", cfg["data"], _partial_=True)(dataset=dataset)
         datamodule.setup("fit")
+        if settings.model.kind == "embedmlp":  # tokens: integers the table can look up
+            for split in ("train", "val", "test"):
+                check_tokens(getattr(datamodule, f"{split}_tensors")[0], settings.model.vocab,
+                             f"data={datamodule.name}, {split} split")
         task = LearnTask(
             n_in=datamodule.n_features, n_classes=datamodule.n_classes, model=settings.model,
             init=settings.init, optimizer=settings.optimizer, scheduler=settings.scheduler,

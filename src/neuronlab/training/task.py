@@ -179,6 +179,11 @@ class LearnTask(L.LightningModule):
             self.trainer.precision_plugin.scaler = None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # torch's generators: dropout draws its masks there, so a resumed run draws the masks
+        # the uninterrupted one would have (the data order has its own seeded generator)
+        checkpoint["rng"] = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
         if self.train_step is not None:  # the 16-mixed loss scale (empty otherwise)
             checkpoint["train_step"] = self.train_step.state_dict()
         # saved mid-epoch: the epoch's loss so far, for the epoch mean (not after the last
@@ -188,6 +193,12 @@ class LearnTask(L.LightningModule):
                                               "rows": self._epoch_rows}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("rng") or {}  # (absent from checkpoints of older versions)
+        if "cpu" in rng:
+            torch.set_rng_state(rng["cpu"])
+        if rng.get("cuda") and torch.cuda.is_available() and len(rng["cuda"]) == \
+                torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(rng["cuda"])
         self._train_step_state = checkpoint.get("train_step") or {}
         partial = checkpoint.get("train_loss_epoch")
         if partial:
