@@ -13,10 +13,13 @@ as a multiple of its bound: 1 would be an alarm.
     python scripts/long_runs.py --only moons,iris   # runs whose name contains one of these
     python scripts/long_runs.py --json runs.json    # also write the rows as JSON
     python scripts/long_runs.py --only hard --markdown docs/bench/long_runs.md
+    python scripts/long_runs.py --only past --markdown docs/bench/long_runs_past.md
 
 Issue 16: the ``hard:`` runs seek the cases the first runs missed — tiny batches (1, 2, 4),
 confident logits, every loss × activation, float32 / float64 / bf16-mixed, xor, moons, iris,
 digits (BCE on iris and digits: one output per class) — 2000 steps each, audited every 5.
+Issue 18: the ``past:`` runs do the same for the layers past the MLP (convolutions, norms,
+pooling, dropout, an embedding).
 
 Runs in-process (``compose`` + ``train``, as the tests do), one at a time, ``torch_threads=1``,
 without progress bar, TensorBoard, checkpoints or gradient-flow statistics (the first run
@@ -96,6 +99,42 @@ HARD_RUNS = [
                                                for lo in HARD_LOSSES)),
 ]
 
+# Issue 18: the layers past the MLP — convolutions (1-D and 2-D), batch and layer norm (a
+# batch of 2 makes every x̂ ±1), max and average pooling, dropout, an embedding table — in
+# float32, float64 and bf16-mixed, small batches, audited every 5 steps.
+SIGNALS = ["data=mnist1d", "data.n_samples=1000"]
+
+
+def _past(name: str, overrides: list[str], precision: str, batch: int,
+          steps: int = 2000) -> Run:
+    return Run(f"past: {name} {precision} batch {batch}",
+               [*overrides, f"trainer.precision={precision}", f"data.batch_size={batch}"],
+               steps, every=5)
+
+
+PAST_RUNS = [
+    _past("cnn max-pool", [*SIGNALS, "model=cnn", "model.pool=max"], "32-true", 4),
+    _past("cnn avg-pool layer-norm", [*SIGNALS, "model=cnn", "model.pool=avg",
+                                      "model.norm=layer"], "64-true", 2),
+    _past("cnn batch-norm dropout", [*SIGNALS, "model=cnn", "model.norm=batch",
+                                     "model.dropout=0.2"], "bf16-mixed", 8),
+    _past("cnn adam (confident logits)", [*SIGNALS, "model=cnn", "optimizer=adam",
+                                          "optimizer.lr=0.01"], "32-true", 100),
+    _past("cnn 2-d digits batch-norm max-pool", ["data=digits", "model=cnn",
+                                                 "model.hidden=[8,16]", "model.pool=max",
+                                                 "model.norm=batch"], "32-true", 2),
+    _past("resmlp batch-norm", [*SIGNALS, "model=resmlp", "model.hidden=[32,32,32]",
+                                "model.norm=batch"], "32-true", 2),
+    _past("resmlp tanh layer-norm dropout", [*SIGNALS, "model=resmlp", "model.activation=tanh",
+                                             "model.norm=layer", "model.dropout=0.3"],
+          "64-true", 4),
+    _past("mlp gelu bce layer-norm", ["data=iris", "model=mlp", "model.activation=gelu",
+                                      "model.loss=bce", "model.norm=layer"], "bf16-mixed", 4),
+    _past("embedmlp", ["experiment=digits_embed"], "32-true", 4),
+    _past("embedmlp batch-norm dropout", ["experiment=digits_embed", "model.norm=batch",
+                                          "model.dropout=0.3"], "bf16-mixed", 3),
+]
+
 RUNS = [
     Run("moons mlp (neuronlab-train data=moons model=mlp trainer.max_epochs=1000)",
         ["data=moons", "model=mlp", "trainer.max_epochs=1000"], lean=False),
@@ -127,6 +166,7 @@ RUNS = [
     Run("cats neuron sigmoid mse 64-true", ["data=cats", "model=neuron", "model.loss=mse",
                                             "trainer.precision=64-true"], 6000),
     *HARD_RUNS,
+    *PAST_RUNS,
 ]
 
 

@@ -90,9 +90,12 @@ def test_resume_carries_every_new_layer(tmp_path, overrides):
     assert saved["hyper_parameters"]["layout"] == ([1, 8, 8] if data == [] else [1, 40])
 
 
-def test_gradient_flow_sees_the_convolutions(tmp_path):
+@pytest.mark.parametrize("norm", ["null", "batch"])
+def test_gradient_flow_sees_the_convolutions(tmp_path, norm):
+    """Each convolution's statistics, with or without a norm between it and its ReLU (the
+    activation statistics are then taken after the norm)."""
     record = run(tmp_path, *SMALL_MNIST1D, "model=cnn", "model.backprop=autograd",
-                 "callbacks.gradient_flow.every_n_steps=5")
+                 f"model.norm={norm}", "callbacks.gradient_flow.every_n_steps=5")
     assert record["status"] == "ok"
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -101,7 +104,12 @@ def test_gradient_flow_sees_the_convolutions(tmp_path):
     tags = set(events.Tags()["scalars"])
     for i in range(4):  # three convolutions and the linear layer
         assert {f"flow/layer{i}/grad_norm", f"flow/layer{i}/update_ratio"} <= tags, tags
-    assert "flow/layer0/dead" in tags  # ReLU after the convolution
+    for i in range(3):  # ReLU after each convolution
+        assert {f"flow/layer{i}/dead", f"flow/layer{i}/act_mean"} <= tags, tags
+        dead = [e.value for e in events.Scalars(f"flow/layer{i}/dead")]
+        assert all(0 <= d <= 1 for d in dead)
+        if norm == "batch":  # a batch-normed channel is positive somewhere: never dead
+            assert max(dead) == 0, dead
 
 
 def test_audit_judges_a_residual_network_without_alarm(tmp_path):
@@ -214,3 +222,59 @@ def test_bench_times_the_cnn_step(tmp_path):
     assert all(0 < t < 10 for t in r["time_s"].values())
     assert 0 < r["manual_over_autograd"]["eager"] < 10
     assert set(r["time_s"]) | set(r["fallbacks"]) >= {"manual/compiled", "autograd/compiled"}
+
+
+@pytest.mark.parametrize("mapping,message", [
+    ({"kind": "cnn", "hidden": [4], "pool": "min"}, "model.pool='min' is not one of: avg, max"),
+    ({"kind": "mlp", "pool": "max"}, "model.pool='max' is only used with model.kind=cnn"),
+    ({"kind": "embedmlp", "hidden": [4]}, "model.vocab=None must be an integer ≥ 1"),
+    ({"kind": "embedmlp", "hidden": [4], "vocab": 5, "padding_idx": 5},
+     "model.padding_idx=5 must be null or a token in [0, 5)"),
+    ({"kind": "embedmlp", "hidden": [4], "vocab": 5, "embedding_dim": 0},
+     "model.embedding_dim=0 must be an integer ≥ 1"),
+    ({"kind": "mlp", "vocab": 17}, "are only used with model.kind=embedmlp"),
+    ({"kind": "embedmlp", "hidden": [], "vocab": 5}, "must list at least one size"),
+])
+def test_pool_and_embedding_keys_are_checked(mapping, message):
+    with pytest.raises(ConfigError) as info:
+        ModelConfig.from_mapping(mapping)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_pooled_cnn_and_embedding_mlp_train(tmp_path):
+    """Max pooling on the signals, average pooling on the 8×8 images (two convolutions: three
+    would pool the image away, which is refused by name), and the digits' levels as tokens."""
+    pooled = run(tmp_path / "max", *SMALL_MNIST1D, "model=cnn", "model.pool=max")
+    assert pooled["status"] == "ok" and len(pooled["task"].net.pools) == 3
+    images = run(tmp_path / "avg", "data=digits", "model=cnn", "model.pool=avg",
+                 "model.hidden=[8,8]")
+    assert images["status"] == "ok"
+    with pytest.raises(ConfigError, match=r"too small .* avg pooling: use fewer convolutions"):
+        run(tmp_path / "small", "data=digits", "model=cnn", "model.pool=avg")
+    tokens = run(tmp_path / "tok", "experiment=digits_embed", "trainer.max_epochs=2")
+    assert tokens["status"] == "ok" and tokens["metrics"]["test/acc"] > 0.5, tokens["metrics"]
+    emb = tokens["task"].net.embedding
+    assert emb.weight.shape == (17, 4) and emb.weight[0].abs().max() == 0  # padding stays 0
+
+
+def test_embedding_mlp_refuses_features_that_are_not_tokens(tmp_path):
+    with pytest.raises(ConfigError, match=r"not integers \(standardized\? set "
+                                          r"data.standardize=false\)"):
+        run(tmp_path / "a", "data=digits", "model=embedmlp")
+    with pytest.raises(ConfigError, match=r"tokens run from 0 to 16, outside \[0, model.vocab="
+                                          r"8\); set model.vocab to at least 17"):
+        run(tmp_path / "b", "experiment=digits_embed", "model.vocab=8")
+
+
+def test_a_batch_norm_batch_of_one_row_is_refused_before_training(tmp_path):
+    """1,257 training digits in batches of 4 leave a last batch of 1 row, whose batch variance
+    is 0/0: refused by name before the first step (a conv's channel spans positions: no)."""
+    with pytest.raises(ConfigError, match=r"model.norm=batch needs ≥ 2 rows in every training "
+                                          r"batch: data.batch_size=4 on 1257 training rows "
+                                          r"leaves a batch of 1; pick one that does not "
+                                          r"\(e.g. 5\)"):
+        run(tmp_path / "a", "data=digits", "model=mlp", "model.norm=batch",
+            "data.batch_size=4")
+    ok = run(tmp_path / "b", "data=digits", "model=cnn", "model.hidden=[4]", "model.norm=batch",
+             "data.batch_size=4", "trainer.max_epochs=1")
+    assert ok["status"] == "ok"

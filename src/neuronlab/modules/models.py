@@ -183,3 +183,19 @@ def build_network(config: ModelConfig, n_in: int, n_classes: int,
                    output_activation=config.output_activation, backprop=config.backprop,
                    granularity=config.granularity)
     raise unknown_choice("model.kind", config.kind, MODELS)
+
+
+def check_batch_rows(config: ModelConfig, n_train: int, batch_size: int | None) -> None:
+    """``ValueError`` naming ``data.batch_size`` where a dense batch norm would see a training
+    batch of one row (its variance over the batch is then 0/0: torch refuses it too)."""
+    if config.norm != "batch" or config.kind == "cnn":  # a conv's channel spans positions
+        return
+    size = n_train if batch_size is None else min(batch_size, n_train)
+    last = n_train % size or size
+    if size == 1 or last == 1:
+        fits = next((b for b in range(max(size, 2), n_train + 1) if n_train % b != 1), None)
+        hint = f"pick one that does not (e.g. {fits}) or " if fits else "use "
+        raise ValueError(
+            f"model.norm=batch needs ≥ 2 rows in every training batch: data.batch_size="
+            f"{batch_size} on {n_train} training rows leaves a batch of 1; {hint}"
+            "model.norm=layer")

@@ -6,6 +6,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from ..functional import get_activation
 from ..modules import Layer
 
 _SATURATING = {"sigmoid": lambda a: (a < 0.01) | (a > 0.99), "tanh": lambda a: a.abs() > 0.99}
@@ -17,9 +18,11 @@ class GradientFlow(L.Callback):
 
     - ``flow/layer{i}/grad_norm`` and ``weight_norm`` (‖∂L/∂W‖, ‖W‖),
     - ``flow/layer{i}/update_ratio`` (‖ΔW‖/‖W‖ of this step: ~1e-3 is healthy),
-    - ``flow/layer{i}/act_mean`` and ``act_std`` of the layer's output,
+    - ``flow/layer{i}/act_mean`` and ``act_std`` of the layer's output (its activation's:
+      after the norm where the network normalizes, before any pooling),
     - ``flow/layer{i}/saturated`` (sigmoid/tanh: share of outputs in the flat tails) or
-      ``flow/layer{i}/dead`` (ReLU: share of units that are zero for the whole batch),
+      ``flow/layer{i}/dead`` (ReLU: share of units that are zero for the whole batch; a
+      convolution's unit is a channel, zero at every position),
 
     and, with ``histograms``, TensorBoard histograms of each layer's weights and gradients.
     All statistics of a step are moved to the host in one transfer.
@@ -46,7 +49,17 @@ class GradientFlow(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if not self._due(trainer):
             return
+        net = pl_module.net
+        norms = list(net.norms) if getattr(net, "norm", None) is not None else []
         for i, layer in enumerate(self.layers(pl_module)):
+            if i < len(norms):  # a normalized layer: its output is act(norm(z)), after the norm
+                act = get_activation(net.activation, "autograd")
+
+                def keep_normed(module, args, output, i=i, act=act):
+                    self._acts[i] = act(output.detach())
+                self._hooks.append(norms[i].register_forward_hook(keep_normed))
+                continue
+
             def keep(module, args, output, i=i):
                 self._acts[i] = output.detach()
             self._hooks.append(layer.register_forward_hook(keep))
@@ -73,7 +86,9 @@ class GradientFlow(L.Callback):
                 if layer.activation in _SATURATING:
                     stats["saturated"] = _SATURATING[layer.activation](a).float().mean()
                 elif layer.activation in _RECTIFYING:
-                    flat = a.reshape(-1, a.shape[-1]) if a.dim() > 1 else a.reshape(-1, 1)
+                    # a unit: a feature of a dense layer, a channel of a convolution
+                    flat = (a.transpose(0, 1).reshape(a.shape[1], -1).T if a.dim() > 2
+                            else a.reshape(-1, a.shape[-1]) if a.dim() > 1 else a.reshape(-1, 1))
                     stats["dead"] = (flat <= 0).all(0).float().mean()
             for k, v in stats.items():
                 self._stats[f"flow/layer{i}/{k}"] = v

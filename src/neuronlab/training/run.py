@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
 from ..modules.embedmlp import check_tokens
+from ..modules.models import check_batch_rows
 from .audit import GradientMismatch
 from .checkpoint import CheckpointError, SafeCheckpointIO, remove_stale_temp_files
 from .collapse import ChanceWatch
@@ -79,6 +80,8 @@ def build(
         else:  # partial: Hydra would turn the Dataset dataclass into a config node
             datamodule = _instantiate("data", cfg["data"], _partial_=True)(dataset=dataset)
         datamodule.setup("fit")
+        check_batch_rows(settings.model, len(datamodule.train_tensors[1]),
+                         datamodule.batch_size)
         if settings.model.kind == "embedmlp":  # tokens: integers the table can look up
             for split in ("train", "val", "test"):
                 check_tokens(getattr(datamodule, f"{split}_tensors")[0], settings.model.vocab,
