@@ -16,5 +16,5 @@ from .pooling import AvgPool, MaxPool
 from .resmlp import ResMLP
 
 __all__ = ["CNN", "MLP", "MODELS", "NEURON_LOSSES", "AvgPool", "BatchNorm1d", "BatchNorm2d",
-           "Conv1d", "Conv2d", "Dropout", "Embedding", "EmbeddingMLP", "Layer", "LayerNorm", "MaxPool",
-           "ModelConfig", "Neuron", "ResMLP", "build_network"]
+           "Conv1d", "Conv2d", "Dropout", "Embedding", "EmbeddingMLP", "Layer", "LayerNorm",
+           "MaxPool", "ModelConfig", "Neuron", "ResMLP", "build_network"]
