@@ -14,10 +14,11 @@ from torch import Tensor, nn
 
 from ..functional import get_activation
 from .conv import Conv1d, Conv2d
-from .dense import Layer, _check_size, _Switchable
+from .dense import Layer, _check_size
 from .dropout import Dropout
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pooling import AvgPool, MaxPool
+from .switch import _Stack
 
 NORMS = ("batch", "layer")
 POOLS = ("max", "avg")
@@ -40,7 +41,7 @@ def norm_layer(norm: str | None, shape: Sequence[int], backprop: str) -> nn.Modu
     raise ValueError(f"norm={norm!r} must be one of: {', '.join(NORMS)}, or None")
 
 
-class CNN(_Switchable):
+class CNN(_Stack):
     """Convolutions (each: conv, optional norm, activation), flatten, dropout, a linear layer.
 
     Args:
@@ -111,13 +112,6 @@ class CNN(_Switchable):
         self.dropout = Dropout(dropout, backprop=backprop)
         self.backprop = backprop
 
-    @_Switchable.backprop.setter
-    def backprop(self, value: str) -> None:
-        _Switchable.backprop.fset(self, value)
-        for m in self.modules():
-            if m is not self and isinstance(m, _Switchable):
-                m.backprop = value
-
     def features(self, x: Tensor) -> Tensor:
         """``(B, n_features)`` (or ``(B, *layout)``) → the flat features the last layer sees."""
         x = x.reshape(x.shape[0], *self.layout)
@@ -127,10 +121,3 @@ class CNN(_Switchable):
             if self.pool:
                 x = self.pools[i](x)
         return self.dropout(x.flatten(1))
-
-    def pre_activation(self, x: Tensor) -> Tensor:
-        """The logits ``(B, n_out)``."""
-        return self.layers[-1].pre_activation(self.features(x))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.layers[-1](self.features(x))

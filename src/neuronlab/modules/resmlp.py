@@ -14,11 +14,12 @@ from torch import Tensor, nn
 
 from ..functional import get_activation
 from .cnn import norm_layer
-from .dense import Layer, _check_size, _Switchable
+from .dense import Layer, _check_size
 from .dropout import Dropout
+from .switch import _Stack
 
 
-class ResMLP(_Switchable):
+class ResMLP(_Stack):
     """``sizes = [n_in, h1, ..., n_out]``; each hidden layer after the first adds its input
     back (``residual=True``: its size must equal the one before).
 
@@ -51,13 +52,6 @@ class ResMLP(_Switchable):
         self.dropout = Dropout(dropout, backprop=backprop)
         self.backprop = backprop
 
-    @_Switchable.backprop.setter
-    def backprop(self, value: str) -> None:
-        _Switchable.backprop.fset(self, value)
-        for m in self.modules():
-            if m is not self and isinstance(m, _Switchable):
-                m.backprop = value
-
     def features(self, x: Tensor) -> Tensor:
         """The last hidden layer's output ``(B, sizes[-2])``."""
         act = get_activation(self.activation, self._backprop)
@@ -65,9 +59,3 @@ class ResMLP(_Switchable):
             h = layer(x) if self.norm is None else act(norm(layer.pre_activation(x)))
             x = self.dropout(x + h if self.residual and i > 0 else h)
         return x
-
-    def pre_activation(self, x: Tensor) -> Tensor:
-        return self.layers[-1].pre_activation(self.features(x))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.layers[-1](self.features(x))

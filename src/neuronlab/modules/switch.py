@@ -80,6 +80,29 @@ class _Switchable(nn.Module):
         return out, get_loss(loss, self._backprop)(out, target)
 
 
+class _Stack(_Switchable):
+    """A network past the MLP (``CNN``, ``ResMLP``): ``backprop`` set on it is set on every
+    layer, and its logits are the last layer's weighted sum of ``features(x)``, which each
+    network defines (``layers[-1]`` the output layer)."""
+
+    @_Switchable.backprop.setter
+    def backprop(self, value: str) -> None:
+        _Switchable.backprop.fset(self, value)
+        for m in self.modules():
+            if m is not self and isinstance(m, _Switchable):
+                m.backprop = value
+
+    def features(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def pre_activation(self, x: Tensor) -> Tensor:
+        """The logits ``(B, n_out)``."""
+        return self.layers[-1].pre_activation(self.features(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers[-1](self.features(x))
+
+
 def _run_forward_hooks(layers: Sequence[nn.Module], x: Tensor, ys: Sequence[Tensor],
                        n: int) -> None:
     """The forward hooks of the first ``n`` layers, called with each one's input and output
