@@ -42,6 +42,8 @@ class LayerMath:
     n_extra: Callable[[Attrs], int]
     dtypes: DtypeRule  # how autocast casts the layer's parameters (and the network's input)
     check: Callable[[Tensor | None, tuple, Attrs], None] = lambda x, params, attrs: None
+    # whether ``backward`` reads y; where not, the last layer's y is not saved (it gets None)
+    reads_y: Callable[[Attrs], bool] = lambda attrs: True
 
 
 # ---- the dense layer: a = act(x Wᵀ + b) -----------------------------------------------------
@@ -99,7 +101,7 @@ def _dense_check(x: Tensor | None, params: tuple, attrs: Attrs) -> None:
 
 DENSE = LayerMath("dense", 2, dense_forward, dense_backward,
                   lambda attrs: 0 if attrs[0] == "identity" or attrs[0] in _FUSED else 1,
-                  GEMM, _dense_check)
+                  GEMM, _dense_check, lambda attrs: attrs[0] in _FUSED)
 
 LAYER_MATH: dict[str, LayerMath] = {"dense": DENSE}
 
