@@ -125,11 +125,12 @@ def cross_entropy_backward(grad_loss: Tensor, log_p: Tensor, target: Tensor,
     same ops and order as ``CrossEntropyFunction``'s backward (same values). Outside a double
     backward (grad mode off in the backward) it works in place: two kernels fewer."""
     p = torch.exp(log_p)
-    g = grad_loss.to(p.dtype) / p.shape[0]
+    g = (grad_loss if grad_loss.dtype == p.dtype else grad_loss.to(p.dtype)) / p.shape[0]
     if torch.is_grad_enabled():  # create_graph: out of place, so the ops are differentiable
         onehot = torch.zeros_like(p).scatter_(1, target.unsqueeze(1), 1.0)
         return (g * (p - onehot)).to(dtype)
-    return p.scatter_(1, target.unsqueeze(1), -1.0, reduce="add").mul_(g).to(dtype)
+    delta = p.scatter_(1, target.unsqueeze(1), -1.0, reduce="add").mul_(g)
+    return delta if delta.dtype == dtype else delta.to(dtype)
 
 
 def log_softmax_backward(grad_log_p: Tensor, log_p: Tensor) -> Tensor:
