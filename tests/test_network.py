@@ -136,6 +136,34 @@ def test_a_network_is_one_autograd_node_with_its_loss():
     assert nodes == {"AccumulateGrad"}  # straight to the parameters: no other node
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu"])
+def test_the_loop_saves_no_more_activations_than_autograd(activation):
+    """What the backward keeps, besides the parameters: never more storage than autograd's
+    graph keeps (the logits before the loss are not saved: the loop's backward never reads
+    them)."""
+    x, y = _batch(n_in=6, n=32, dtype=torch.float32)
+
+    def saved(granularity):
+        net = MLP([6, 8, 8, 4], activation=activation,
+                  backprop="autograd" if granularity is None else "manual",
+                  granularity=granularity)
+        params = {p.untyped_storage().data_ptr() for p in net.parameters()}
+        storages = {}
+
+        def pack(t):
+            s = t.untyped_storage()
+            storages[s.data_ptr()] = s.nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            logits, _ = net.logits_and_loss(x, y, "cross_entropy")
+        return logits, {k: v for k, v in storages.items() if k not in params}
+
+    logits, ours = saved("network")
+    assert logits.untyped_storage().data_ptr() not in ours
+    assert sum(ours.values()) <= sum(saved(None)[1].values())
+
+
 def test_under_autocast_the_loop_gives_the_op_paths_bits():
     torch.manual_seed(0)
     net = MLP([3, 8, 8, 3], activation="tanh")

@@ -81,6 +81,42 @@ def test_matches_torch_sgd_step_by_step(config):
     assert any(not torch.equal(p, s) for p, s in zip(ours.parameters(), start, strict=True))
 
 
+@pytest.mark.parametrize("config", ["plain", "momentum", "all"])
+def test_matches_torch_sgd_with_mixed_dtypes_and_late_gradients(config):
+    """One group of float32 and float64 tensors (updated tensor by tensor), one of which gets
+    its first gradient (its velocity's v₀) only at the third step."""
+    g = _gen(3)
+    start = [torch.randn(5, dtype=torch.float64, generator=g), torch.randn(3, 2, generator=g),
+             torch.randn(4, generator=g)]
+    ours = [w.clone().requires_grad_() for w in start]
+    theirs = [w.clone().requires_grad_() for w in start]
+    opt_ours = SGD(ours, **CONFIGS[config])
+    opt_theirs = torch.optim.SGD(theirs, foreach=False, **CONFIGS[config])
+    for step in range(6):
+        for ws, opt in ((ours, opt_ours), (theirs, opt_theirs)):
+            opt.zero_grad()
+            used = ws if step >= 2 else ws[:2]
+            sum((w.double() ** 2).sum() * (i + 1) for i, w in enumerate(used)).backward()
+            opt.step()
+        for a, b in zip(ours, theirs, strict=True):
+            assert torch.equal(a, b)
+    assert all(not torch.equal(a, s) for a, s in zip(ours, start, strict=True))
+
+
+def test_step_hooks_and_the_profiler_still_see_the_step():
+    model = _model()
+    optimizer = SGD(model.parameters(), lr=0.1)
+    calls = []
+    optimizer.register_step_pre_hook(lambda opt, args, kwargs: calls.append("pre"))
+    optimizer.register_step_post_hook(lambda opt, args, kwargs: calls.append("post"))
+    _step(model, optimizer, _batches(1)[0])
+    assert calls == ["pre", "post"]
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        _step(model, optimizer, _batches(1)[0])
+    names = {e.key for e in prof.key_averages()}
+    assert "Optimizer.step#SGD.step" in names and "Optimizer.zero_grad#SGD.zero_grad" in names
+
+
 def test_one_plain_step_is_w_minus_lr_grad():
     model = _model()
     before = [p.detach().clone() for p in model.parameters()]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
+import torch.optim.optimizer as _torch_optimizer
 from torch import Tensor
 
 from .errors import is_int, is_number, require, require_choice, unknown_choice
@@ -54,30 +55,76 @@ class SGD(torch.optim.Optimizer):
         )
         super().__init__(params, defaults)
 
-    @torch.no_grad()
     def step(self, closure=None):  # noqa: D102 - the rule is in the class docstring
+        if _listened(self):  # torch's wrapper: a profiler record, the step hooks
+            return self._hooked_step(closure)
+        return self._step(closure)
+
+    # torch.optim.Optimizer wraps ``step`` in a profiler record and the step hooks, paid on
+    # every call (≈10 µs on the CPU, a small MLP's whole update); ``hooked`` tells it not to, and
+    # ``step`` takes that wrapper only while a profiler or a hook listens
+    step.hooked = True
+
+    def _step(self, closure=None):
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            lr, mu = group["lr"], group["momentum"]
-            for w in group["params"]:
-                if w.grad is None:
+        with torch.no_grad():
+            for group in self.param_groups:
+                ws = [w for w in group["params"] if w.grad is not None]
+                if not ws:
                     continue
-                g = w.grad  # ∂L/∂w
-                if group["weight_decay"] != 0:
-                    g = g.add(w, alpha=group["weight_decay"])  # ∂/∂w [L + λ/2 ‖w‖²]
-                if mu != 0:
-                    state = self.state[w]
-                    if "velocity" not in state:
-                        v = state["velocity"] = g.clone()  # v₀ = g₀
-                    else:
-                        v = state["velocity"]
-                        v.mul_(mu).add_(g, alpha=1 - group["dampening"])  # v ← μv + (1−d)g
-                    g = g.add(v, alpha=mu) if group["nesterov"] else v
-                w.add_(g, alpha=-lr)  # w ← w − lr · g
+                if len({(w.device, w.dtype) for w in ws}) == 1:  # one multi-tensor update
+                    _foreach_sgd_(ws, group, self.state)
+                else:
+                    for w in ws:
+                        _foreach_sgd_([w], group, self.state)
         return loss
+
+    _hooked_step = torch.optim.Optimizer.profile_hook_step(_step)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Every ``.grad`` to ``None`` (or zeros: ``set_to_none=False``, torch's own path)."""
+        if not set_to_none or _listened(self):
+            return super().zero_grad(set_to_none)
+        for group in self.param_groups:
+            for w in group["params"]:
+                if w.grad is not None:
+                    w.grad = None
+
+
+def _listened(opt: torch.optim.Optimizer) -> bool:
+    """Whether a profiler runs or a step hook is registered (on ``opt`` or globally)."""
+    return bool(torch._C._autograd._profiler_enabled() or opt._optimizer_step_pre_hooks
+                or opt._optimizer_step_post_hooks or _optimizer_hooks[0] or _optimizer_hooks[1])
+
+
+_optimizer_hooks = (_torch_optimizer._global_optimizer_pre_hooks,
+                    _torch_optimizer._global_optimizer_post_hooks)
+
+
+def _foreach_sgd_(ws: list[Tensor], group: dict, state: dict) -> None:
+    """``SGD.step`` on parameters ``ws`` of one device and dtype (each with a gradient), as
+    multi-tensor ``torch._foreach_*`` ops: the same arithmetic as ``torch.optim.SGD``, bit for bit
+    (its own foreach path runs these ops; on the CPU they loop over the tensors)."""
+    lr, mu = group["lr"], group["momentum"]
+    gs = [w.grad for w in ws]  # ∂L/∂w
+    if group["weight_decay"] != 0:
+        gs = torch._foreach_add(gs, ws, alpha=group["weight_decay"])  # ∂/∂w [L + λ/2 ‖w‖²]
+    if mu != 0:
+        vs = [state[w].get("velocity") for w in ws]
+        if any(v is None for v in vs):  # v₀ = g₀ (tensor by tensor: a new parameter's first)
+            for i, (w, g) in enumerate(zip(ws, gs, strict=True)):
+                if vs[i] is None:
+                    vs[i] = state[w]["velocity"] = g.clone()
+                else:
+                    vs[i].mul_(mu).add_(g, alpha=1 - group["dampening"])
+        else:
+            torch._foreach_mul_(vs, mu)
+            torch._foreach_add_(vs, gs, alpha=1 - group["dampening"])  # v ← μv + (1−d)g
+        gs = torch._foreach_add(gs, vs, alpha=mu) if group["nesterov"] else vs
+    torch._foreach_add_(ws, gs, alpha=-lr)  # w ← w − lr · g
 
 
 # ---- by name, from config primitives -------------------------------------------------

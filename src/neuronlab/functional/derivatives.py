@@ -35,7 +35,7 @@ def relu_derivative(a: Tensor) -> Tensor:
     """
     if torch.compiler.is_compiling():
         return (~(a <= 0)).to(a.dtype)
-    return torch.sign(torch.nan_to_num(a, nan=1.0))
+    return torch.nan_to_num(a, nan=1.0).sign_()  # sign in place: one tensor, not two
 
 
 def leaky_relu_derivative(z: Tensor, negative_slope: float) -> Tensor:

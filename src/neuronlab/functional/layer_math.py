@@ -42,6 +42,8 @@ class LayerMath:
     n_extra: Callable[[Attrs], int]
     dtypes: DtypeRule  # how autocast casts the layer's parameters (and the network's input)
     check: Callable[[Tensor | None, tuple, Attrs], None] = lambda x, params, attrs: None
+    # whether ``backward`` reads y; where not, the last layer's y is not saved (it gets None)
+    reads_y: Callable[[Attrs], bool] = lambda attrs: True
 
 
 # ---- the dense layer: a = act(x Wᵀ + b) -----------------------------------------------------
@@ -99,7 +101,7 @@ def _dense_check(x: Tensor | None, params: tuple, attrs: Attrs) -> None:
 
 DENSE = LayerMath("dense", 2, dense_forward, dense_backward,
                   lambda attrs: 0 if attrs[0] == "identity" or attrs[0] in _FUSED else 1,
-                  GEMM, _dense_check)
+                  GEMM, _dense_check, lambda attrs: attrs[0] in _FUSED)
 
 LAYER_MATH: dict[str, LayerMath] = {"dense": DENSE}
 
@@ -123,11 +125,12 @@ def cross_entropy_backward(grad_loss: Tensor, log_p: Tensor, target: Tensor,
     same ops and order as ``CrossEntropyFunction``'s backward (same values). Outside a double
     backward (grad mode off in the backward) it works in place: two kernels fewer."""
     p = torch.exp(log_p)
-    g = grad_loss.to(p.dtype) / p.shape[0]
+    g = (grad_loss if grad_loss.dtype == p.dtype else grad_loss.to(p.dtype)) / p.shape[0]
     if torch.is_grad_enabled():  # create_graph: out of place, so the ops are differentiable
         onehot = torch.zeros_like(p).scatter_(1, target.unsqueeze(1), 1.0)
         return (g * (p - onehot)).to(dtype)
-    return p.scatter_(1, target.unsqueeze(1), -1.0, reduce="add").mul_(g).to(dtype)
+    delta = p.scatter_(1, target.unsqueeze(1), -1.0, reduce="add").mul_(g)
+    return delta if delta.dtype == dtype else delta.to(dtype)
 
 
 def log_softmax_backward(grad_log_p: Tensor, log_p: Tensor) -> Tensor:

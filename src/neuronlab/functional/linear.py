@@ -79,14 +79,20 @@ def weighted_sum_backward(
     where ``needs`` (input, weight, bias) asks for it. ``input`` is needed for ∂L/∂W only,
     ``weight`` for ∂L/∂x only."""
     grad_input = grad_weight = grad_bias = None
-    g2 = grad_output if grad_output.dim() == 2 else _flat(grad_output)  # (N, n_out)
+    if grad_output.dim() == 2:  # the common case: plain mm (``@`` adds matmul's dispatch)
+        if needs[0]:
+            grad_input = torch.mm(grad_output, weight)  # (N, n_out) @ (n_out, n_in)
+        if needs[1]:
+            grad_weight = torch.mm(grad_output.t(), input)  # (n_out, N) @ (N, n_in)
+        if has_bias and needs[2]:
+            grad_bias = grad_output.sum(0)  # (n_out,)
+        return grad_input, grad_weight, grad_bias
+    g2 = _flat(grad_output)  # (N, n_out)
     if needs[0]:
         grad_input = g2 @ weight  # (N, n_out) @ (n_out, n_in) -> (N, n_in)
-        if grad_output.dim() != 2:
-            grad_input = grad_input.reshape(*grad_output.shape[:-1], weight.shape[1])
+        grad_input = grad_input.reshape(*grad_output.shape[:-1], weight.shape[1])
     if needs[1]:
-        x2 = input if input.dim() == 2 else _flat(input)
-        grad_weight = g2.t() @ x2  # (n_out, N) @ (N, n_in) -> (n_out, n_in)
+        grad_weight = g2.t() @ _flat(input)  # (n_out, N) @ (N, n_in) -> (n_out, n_in)
     if has_bias and needs[2]:
         grad_bias = g2.sum(0)  # (n_out,)
     return grad_input, grad_weight, grad_bias

@@ -26,9 +26,11 @@ math as two plain functions (the same ones its op-level Function wraps)::
 a tuple of constants (an activation name, a stride, …), ``extra`` the tensors besides x and y
 that the backward needs (``n_extra(attrs)`` of them: z for an activation written with its input,
 a dropout mask, a normalization's statistics), ``needs`` the ``needs_input_grad`` flags of
-``(x, *params)``. Every intermediate tensor (each layer's y and extra) is also an *output* of
-the Function: the double backward then reaches the weights through them (the saved tensors are
-in the graph), and the gradient-flow statistics read each layer's activation from them.
+``(x, *params)``. The last layer's y is not saved where ``reads_y(attrs)`` says its backward
+doesn't read it (the logits before the loss, which autograd keeps neither): it gets ``None``.
+Every intermediate tensor (each layer's y and extra) is also an *output* of the Function:
+the double backward then reaches the weights through them (the saved tensors are in the
+graph), and the gradient-flow statistics read each layer's activation from them.
 ``δ_extra`` holds the gradients reaching those outputs (``None`` in a plain backward).
 
 A module type takes part through ``register_layer(module_type, math, describe)``: ``describe(
@@ -88,6 +90,10 @@ class NetworkFunction(Function):
         ctx.plan, ctx.has_loss = plan, loss is not None
         ctx.set_materialize_grads(False)  # outputs nobody used get None, not zeros
         outs = output[:-1] if ctx.has_loss else output  # log p kept, the loss not
+        ctx.y_dtype = output[0].dtype
+        kind, attrs = plan[-1]
+        if not LAYER_MATH[kind].reads_y(attrs):  # the output: read by no backward (logits)
+            outs = (None, *outs[1:])
         ctx.save_for_backward(x, target, *params, *outs)
 
     @staticmethod
@@ -103,10 +109,10 @@ class NetworkFunction(Function):
         if ctx.has_loss:  # ... from the loss's first gradient
             log_p, outs = outs[-1], outs[:-1]
             if grads[-1] is not None:
-                d = cross_entropy_backward(grads[-1], log_p, target, ys[-1].dtype)
+                d = cross_entropy_backward(grads[-1], log_p, target, ctx.y_dtype)
                 delta = d if delta is None else delta + d
             if grads[-2] is not None:  # log p used elsewhere (double backward)
-                d = log_softmax_backward(grads[-2], log_p).to(ys[-1].dtype)
+                d = log_softmax_backward(grads[-2], log_p).to(ctx.y_dtype)
                 delta = d if delta is None else delta + d
         extras, grad_extras = outs[n_layers:], grads[n_layers:len(outs)]
         param_grads: list[Tensor | None] = [None] * n_params
