@@ -78,6 +78,7 @@ def test_ckpt_path_last_trains_on_in_a_finished_folder(tmp_path):
     assert "max_epochs: 2" in (run / ".hydra" / "config.yaml").read_text()
 
 
+@pytest.mark.slow  # a process start or a compile: seconds
 def test_the_resolvers_are_registered_on_import_for_launcher_workers():
     """A launcher's worker process (joblib, submitit) unpickles the task function, importing
     neuronlab.cli.train, and resolves conf/hydra/default.yaml there: no main() ran in it."""

@@ -31,6 +31,7 @@ def test_a_run_dir_under_a_file_is_one_line(key, tmp_path):
     assert problem is not None and "\n" not in problem and "is a file" in problem
 
 
+@pytest.mark.slow  # a process start or a compile: seconds
 def test_neuronlab_train_into_a_file_exits_2_with_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     proc = _cli(tmp_path, "neuronlab.cli.train", "hydra.run.dir=notes.txt/run")
@@ -53,6 +54,7 @@ def test_precision_bf16_suggests_bf16_mixed(given, meant):
 COMMANDS = ["train", "check", "explain", "report", "lr_find", "init_sweep"]
 
 
+@pytest.mark.slow  # a process start or a compile: seconds
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_is_complete_and_points_to_nothing_the_wheel_lacks(command, tmp_path):
     proc = _cli(tmp_path, f"neuronlab.cli.{command}", "--help")
@@ -64,6 +66,7 @@ def test_help_is_complete_and_points_to_nothing_the_wheel_lacks(command, tmp_pat
         assert "--min-lr" in text and "the first rate tried" in text
 
 
+@pytest.mark.slow  # a process start or a compile: seconds
 def test_train_help_names_the_installed_config_folder(tmp_path):
     text = _cli(tmp_path, "neuronlab.cli.train", "--help").stdout
     assert "config_dir()" in text

@@ -92,6 +92,7 @@ def test_sqlalchemy_2_is_refused_for_the_study(monkeypatch):
     assert problem is not None and "SQLAlchemy<2" in problem and ".[sweep]" in problem
 
 
+@pytest.mark.slow  # a process start or a compile: seconds
 @needs_joblib
 @needs_submitit
 @needs_optuna

@@ -155,6 +155,7 @@ def test_small_data_logs_every_epoch_without_lightning_warnings(tmp_path):
     assert not [w for w in caught if "logging interval" in str(w.message)]
 
 
+@pytest.mark.slow  # a process start or a compile: seconds
 def test_a_compiled_whole_step_trains_like_the_eager_loop(tmp_path):
     """train_step=compiled: forward, hand-written backward and the update compiled (a
     TrainStep under Lightning's manual optimization); eager is Lightning's own loop."""
