@@ -218,9 +218,10 @@ def test_bench_times_the_cnn_step(tmp_path):
                            str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     r = json.loads(out.read_text())["cnn"]
-    assert {"manual/eager", "autograd/eager"} <= set(r["time_s"])
+    assert {"manual/eager", "network/eager", "autograd/eager"} <= set(r["time_s"])
     assert all(0 < t < 10 for t in r["time_s"].values())
     assert 0 < r["manual_over_autograd"]["eager"] < 10
+    assert 0 < r["network_over_autograd"]["eager"] < 10
     assert set(r["time_s"]) | set(r["fallbacks"]) >= {"manual/compiled", "autograd/compiled"}
 
 

@@ -7,6 +7,7 @@ loop; the gradient-flow hooks see each layer; plants in the derivative formulas 
 
 from __future__ import annotations
 
+import math
 import pickle
 
 import pytest
@@ -24,7 +25,7 @@ from neuronlab.functional.network import (
     register_layer,
 )
 from neuronlab.gradcheck import compare_gradients
-from neuronlab.modules import ModelConfig, build_network
+from neuronlab.modules import CNN, ModelConfig, build_network
 
 GRANULARITIES = ("op", "layer", "network")
 
@@ -276,8 +277,9 @@ def test_bad_input_names_what_is_allowed():
         ModelConfig(granularity="loop")
     with pytest.raises(ValueError, match="granularity='loop' is not one of: layer, network, op"):
         MLP([2, 2], granularity="loop")
-    with pytest.raises(ValueError, match="register_layer: kind='conv' is not one of: dense"):
-        register_layer(_Scale, "conv", lambda m, logits: ((), ()))
+    with pytest.raises(ValueError, match="register_layer: kind='norm' is not one of: dense, "
+                                         "conv, pool, reshape"):
+        register_layer(_Scale, "norm", lambda m, logits: ((), ()))
     with pytest.raises(TypeError, match="Linear has no layer math"):
         network(torch.zeros(2, 2), [torch.nn.Linear(2, 2)])
     with pytest.raises(ValueError, match="linear: input's last dimension must equal"):
@@ -369,3 +371,43 @@ def test_one_layer_no_bias_and_any_batch_shape_run_the_loop_as_the_op_path(sizes
         res[g] = out, grads
     assert torch.equal(res["op"][0], res["network"][0])
     assert all(torch.equal(a, b) for a, b in zip(res["op"][1], res["network"][1], strict=True))
+
+
+@pytest.mark.parametrize("layout,pool,activation", [
+    ((1, 40), None, "relu"), ((1, 40), "max", "gelu"), ((1, 40), "avg", "leaky_relu"),
+    ((1, 8, 8), "avg", "tanh"), ((1, 8, 8), None, "sigmoid"), ((2, 6, 6), "max", "softplus"),
+])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_cnn_in_the_loop_is_the_op_path_bit_for_bit(layout, pool, activation, dtype):
+    """Convolutions, pools, the flatten and the linear layer plug into the loop through their
+    LayerMath (functional/conv_math.py): the same logits, loss and gradients as op by op."""
+    channels = [4, 4] if len(layout) == 3 and pool else [4, 4, 4]
+    torch.manual_seed(0)
+    op_net = CNN(layout, 10, channels=channels, pool=pool, activation=activation).to(dtype)
+    loop = CNN(layout, 10, channels=channels, pool=pool, activation=activation,
+               granularity="network").to(dtype)
+    loop.load_state_dict(op_net.state_dict())
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(8, math.prod(layout), generator=gen, dtype=dtype)
+    y = torch.randint(0, 10, (8,), generator=gen)
+    (la, loss_a), (lb, loss_b) = (net.logits_and_loss(x, y, "cross_entropy")
+                                  for net in (op_net, loop))
+    loss_a.backward()
+    loss_b.backward()
+    assert torch.equal(la, lb) and torch.equal(loss_a, loss_b)
+    assert torch.equal(op_net.pre_activation(x), loop.pre_activation(x))
+    for (name, p), q in zip(op_net.named_parameters(), loop.parameters(), strict=True):
+        assert torch.equal(p.grad, q.grad), name
+    assert _node(loop, x, y) == "NetworkFunctionBackward"
+
+
+def test_a_cnn_with_a_norm_or_dropout_runs_op_by_op_at_granularity_network():
+    x, y = torch.randn(8, 40), torch.randint(0, 10, (8,))
+    for net in (CNN((1, 40), 10, norm="batch", granularity="network"),
+                CNN((1, 40), 10, dropout=0.2, granularity="network")):
+        assert _node(net, x, y) != "NetworkFunctionBackward"
+
+
+def _node(net, x, y) -> str:
+    """The autograd node the cross-entropy's loss comes from (which path ran)."""
+    return type(net.logits_and_loss(x, y, "cross_entropy")[1].grad_fn).__name__

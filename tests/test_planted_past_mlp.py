@@ -28,7 +28,8 @@ DIGIT_TOKENS = ["model=embedmlp", "data=digits", "data.standardize=false"]
 
 CASES = {
     "conv dW ignores the stride": (
-        lambda: CNN((1, 40), 10), ["model=cnn", "data=mnist1d", "data.n_samples=600"],
+        lambda: CNN((1, 40), 10),
+        ["model=cnn", "model.granularity=op", "data=mnist1d", "data.n_samples=600"],
         {"layers.0.weight", "layers.1.weight", "layers.2.weight"}),
     "dropout backward without 1/(1-p)": (
         lambda: ResMLP([40, 16, 16, 10], dropout=0.3),
@@ -48,7 +49,8 @@ CASES = {
         | {f"norms.{i}.{p}" for i in (0, 1) for p in ("weight", "bias")}),
     "max_pool1d gradient at the wrong index": (
         lambda: CNN((1, 40), 10, pool="max"),
-        ["model=cnn", "model.pool=max", "data=mnist1d", "data.n_samples=600"],
+        ["model=cnn", "model.pool=max", "model.granularity=op", "data=mnist1d",
+         "data.n_samples=600"],
         {f"layers.{i}.{p}" for i in (0, 1, 2) for p in ("weight", "bias")}),
     "embedding ignores padding_idx": (
         lambda: EmbeddingMLP(64, 17, 4, [16, 10], padding_idx=0), DIGIT_TOKENS,

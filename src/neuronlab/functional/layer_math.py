@@ -60,11 +60,9 @@ _Z_CHAIN: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor],
 LOOP_ACTIVATIONS = ("identity", *_FUSED, *_Z_CHAIN)
 
 
-def dense_forward(x: Tensor, params: tuple, attrs: Attrs) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """a = act(x Wᵀ + b); keeps z only for an activation written with its input."""
-    (activation,) = attrs
-    weight, bias = params
-    z = weighted_sum(x, weight, bias)
+def activate(z: Tensor, activation: str) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """a = f(z), and what the chain step needs besides a: z, for an activation written with
+    its input (the weighted layers' shared second half)."""
     if activation == "identity":
         return z, ()
     if activation in _FUSED:
@@ -72,19 +70,35 @@ def dense_forward(x: Tensor, params: tuple, attrs: Attrs) -> tuple[Tensor, tuple
     return _Z_CHAIN[activation][0](z), (z,)
 
 
-def dense_backward(grad_y: Tensor | None, grad_extra: tuple, x: Tensor, y: Tensor, params: tuple,
-                   extra: tuple, attrs: Attrs, needs: tuple[bool, ...]):
-    """δ_z = δ_a ⊙ a'(z), then ∂x = δ_z W, ∂W = δ_zᵀ x, ∂b = Σ δ_z (``weighted_sum_backward``)."""
-    (activation,) = attrs
-    weight, bias = params
+def activation_back(grad_y: Tensor | None, grad_extra: tuple, y: Tensor, extra: tuple,
+                    activation: str) -> Tensor | None:
+    """δ_z = δ_a ⊙ a'(z), plus any gradient reaching z itself (double backward)."""
     grad_z = grad_y
     if activation == "relu" and grad_y is not None and not torch.is_grad_enabled():
         grad_z = A.relu_derivative(y).mul_(grad_y)  # relu_chain's product, in place
     elif grad_y is not None and activation != "identity":
         grad_z = (_FUSED[activation][1](grad_y, y) if activation in _FUSED
                   else _Z_CHAIN[activation][1](grad_y, extra[0]))
-    if grad_extra and grad_extra[0] is not None:  # a gradient reaching z itself (double backward)
+    if grad_extra and grad_extra[0] is not None:
         grad_z = grad_extra[0] if grad_z is None else grad_z + grad_extra[0]
+    return grad_z
+
+
+def n_activation_extra(activation: str) -> int:
+    return 0 if activation == "identity" or activation in _FUSED else 1
+
+
+def dense_forward(x: Tensor, params: tuple, attrs: Attrs) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """a = act(x Wᵀ + b); keeps z only for an activation written with its input."""
+    weight, bias = params
+    return activate(weighted_sum(x, weight, bias), attrs[0])
+
+
+def dense_backward(grad_y: Tensor | None, grad_extra: tuple, x: Tensor, y: Tensor, params: tuple,
+                   extra: tuple, attrs: Attrs, needs: tuple[bool, ...]):
+    """δ_z = δ_a ⊙ a'(z), then ∂x = δ_z W, ∂W = δ_zᵀ x, ∂b = Σ δ_z (``weighted_sum_backward``)."""
+    weight, bias = params
+    grad_z = activation_back(grad_y, grad_extra, y, extra, attrs[0])
     if grad_z is None:
         return None, (None, None)
     gx, gw, gb = weighted_sum_backward(grad_z, x, weight, needs, bias is not None)
@@ -100,7 +114,7 @@ def _dense_check(x: Tensor | None, params: tuple, attrs: Attrs) -> None:
 
 
 DENSE = LayerMath("dense", 2, dense_forward, dense_backward,
-                  lambda attrs: 0 if attrs[0] == "identity" or attrs[0] in _FUSED else 1,
+                  lambda attrs: n_activation_extra(attrs[0]),
                   GEMM, _dense_check, lambda attrs: attrs[0] in _FUSED)
 
 LAYER_MATH: dict[str, LayerMath] = {"dense": DENSE}

@@ -48,6 +48,7 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
+from . import conv_math  # noqa: F401 - registers the CNN's layers (conv, pool, reshape)
 from .dispatch import unwrap_dead_wrappers
 from .layer_math import (
     LAYER_MATH,
@@ -200,9 +201,9 @@ def network_cross_entropy(input: Tensor, target: Tensor, layers: Sequence[Any]
     Returns the loss, the logits and every layer's output (as ``network``). The loss is
     ``cross_entropy``'s: float32 under autocast, else the logits' dtype.
     """
-    if target.dim() != 1 or target.is_floating_point() or input.dim() != 2 or \
+    if target.dim() != 1 or target.is_floating_point() or input.dim() < 2 or \
             target.shape[0] != input.shape[0]:
-        raise ValueError(f"network_cross_entropy: expected input (N, n_in) and class indices "
+        raise ValueError(f"network_cross_entropy: expected input (N, …) and class indices "
                          f"(N,), got input {tuple(input.shape)} and target "
                          f"{tuple(target.shape)} ({target.dtype})")
     autocast = torch.is_autocast_enabled(input.device.type)

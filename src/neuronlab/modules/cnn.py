@@ -12,13 +12,15 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ..functional import get_activation
-from .conv import Conv1d, Conv2d
+from ..functional import get_activation, get_loss
+from ..functional.conv import _padding
+from ..functional.network import network, network_cross_entropy, register_layer
+from .conv import Conv1d, Conv2d, _ConvNd
 from .dense import Layer, _check_size
 from .dropout import Dropout
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
-from .pooling import AvgPool, MaxPool
-from .switch import _Stack
+from .pooling import AvgPool, MaxPool, _Pool
+from .switch import _run_forward_hooks, _Stack
 
 NORMS = ("batch", "layer")
 POOLS = ("max", "avg")
@@ -53,6 +55,11 @@ class CNN(_Stack):
         activation: after each convolution.
         norm: ``"batch"``, ``"layer"`` or ``None``, between each convolution and its activation.
         dropout: drop probability before the linear layer.
+        granularity: with manual backprop, ``"network"`` runs the whole CNN and its
+            cross-entropy as one Function (``functional.network``: the convolutions, pools,
+            flatten and linear layer in the textbook loop) where it has no norm or dropout
+            (their math is not in the loop yet: such a CNN runs op by op); ``"op"`` (or
+            ``"layer"``) one Function per op.
         pool: ``"max"``, ``"avg"`` or ``None``: a window-2 pooling (stride 2) after each
             activation, LeNet's way to downsample. The pooling then does what the stride did:
             the convolutions run with stride 1.
@@ -64,7 +71,8 @@ class CNN(_Stack):
     def __init__(self, layout: Sequence[int], n_out: int, channels: Sequence[int] = (25, 25, 25),
                  kernel_sizes: Sequence[int] | None = None, stride: int = 2, padding: int = 1,
                  activation: str = "relu", norm: str | None = None, dropout: float = 0.0,
-                 pool: str | None = None, backprop: str = "manual") -> None:
+                 pool: str | None = None, backprop: str = "manual",
+                 granularity: str = "op") -> None:
         super().__init__()
         self.layout = tuple(_check_size("layout", s) for s in layout)
         if len(self.layout) not in (2, 3):
@@ -111,6 +119,8 @@ class CNN(_Stack):
         self.norms = nn.ModuleList(norms)
         self.dropout = Dropout(dropout, backprop=backprop)
         self.backprop = backprop
+        self.granularity = granularity
+        self.flatten = nn.Flatten()
 
     def features(self, x: Tensor) -> Tensor:
         """``(B, n_features)`` (or ``(B, *layout)``) → the flat features the last layer sees."""
@@ -121,3 +131,64 @@ class CNN(_Stack):
             if self.pool:
                 x = self.pools[i](x)
         return self.dropout(x.flatten(1))
+
+    def _loops(self) -> bool:
+        """Whether the whole network runs as one Function (see ``granularity``)."""
+        return (self._granularity == "network" and self._backprop == "manual"
+                and self.norm is None and self.dropout.p == 0)
+
+    def _chain(self) -> Sequence[nn.Module]:
+        """The layers the network loop runs: each convolution (and its pool), the flatten,
+        the linear layer."""
+        convs = [m for i, c in enumerate(self.layers[:-1])
+                 for m in ((c, self.pools[i]) if self.pool else (c,))]
+        return (*convs, self.flatten, self.layers[-1])
+
+    def _images(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0], *self.layout)
+
+    def pre_activation(self, x: Tensor) -> Tensor:
+        if self._loops():
+            x = self._images(x)
+            chain = self._chain()
+            out, ys = network(x, chain, logits=True)
+            _run_forward_hooks(chain, x, ys, len(ys) - 1)
+            return out
+        return super().pre_activation(x)
+
+    def logits_and_loss(self, x: Tensor, target: Tensor, loss: str) -> tuple[Tensor, Tensor]:
+        """As ``_Switchable.logits_and_loss``: in the loop, the cross-entropy against class
+        indices joins it (its backward starts from δ = (p − onehot(y))/N)."""
+        if loss == "cross_entropy" and self._loops() and target.dim() == 1 \
+                and not target.is_floating_point():
+            x = self._images(x)
+            chain = self._chain()
+            value, logits, ys = network_cross_entropy(x, target, chain)
+            _run_forward_hooks(chain, x, ys, len(ys) - 1)
+            return logits, value
+        out = self.pre_activation(x)
+        return out, get_loss(loss, self._backprop)(out, target)
+
+
+def _describe_conv(conv: _ConvNd, logits: bool) -> tuple[tuple, tuple]:
+    pads = _padding(type(conv).__name__, conv.padding, conv.kernel_size, conv.stride,
+                    conv.dilation)
+    return ((conv.activation, conv.stride, pads, conv.dilation, conv.groups),
+            (conv.weight, conv.bias))
+
+
+def _describe_pool(pool: _Pool, logits: bool) -> tuple[tuple, tuple]:
+    dims = pool.dims
+    return (pool.kind, (pool.kernel_size,) * dims, (pool.stride,) * dims,
+            (pool.padding,) * dims), ()
+
+
+def _describe_flatten(flatten: nn.Flatten, logits: bool) -> tuple[tuple, tuple]:
+    if flatten.start_dim != 1 or flatten.end_dim != -1:
+        raise TypeError("network: only nn.Flatten() of each row (start_dim=1) joins the loop")
+    return ((-1,),), ()
+
+
+register_layer(_ConvNd, "conv", _describe_conv)
+register_layer(_Pool, "pool", _describe_pool)
+register_layer(nn.Flatten, "reshape", _describe_flatten)

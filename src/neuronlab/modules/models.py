@@ -169,7 +169,8 @@ def build_network(config: ModelConfig, n_in: int, n_classes: int,
     if config.kind == "cnn":
         return CNN(tuple(layout) if layout else (1, n_in), n_out, channels=config.hidden,
                    activation=config.activation, norm=config.norm, dropout=config.dropout,
-                   pool=config.pool, backprop=config.backprop)
+                   pool=config.pool, backprop=config.backprop,
+                   granularity=config.granularity)
     if config.kind == "embedmlp":
         return EmbeddingMLP(n_in, config.vocab, config.embedding_dim, [*config.hidden, n_out],
                             padding_idx=config.padding_idx, activation=config.activation,
