@@ -411,3 +411,22 @@ def test_a_cnn_with_a_norm_or_dropout_runs_op_by_op_at_granularity_network():
 def _node(net, x, y) -> str:
     """The autograd node the cross-entropy's loss comes from (which path ran)."""
     return type(net.logits_and_loss(x, y, "cross_entropy")[1].grad_fn).__name__
+
+
+@pytest.mark.parametrize("pool", [None, "max", "avg"])
+def test_a_cnn_in_the_loop_under_bf16_autocast_is_the_op_path(pool):
+    """Under autocast the loop casts each layer's tensors as its op-level Function would
+    (convolutions in bfloat16; pools and the flatten keep their input's dtype)."""
+    torch.manual_seed(0)
+    op_net = CNN((1, 40), 10, pool=pool)
+    loop = CNN((1, 40), 10, pool=pool, granularity="network")
+    loop.load_state_dict(op_net.state_dict())
+    x, y = torch.randn(8, 40), torch.randint(0, 10, (8,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (la, loss_a), (lb, loss_b) = (net.logits_and_loss(x, y, "cross_entropy")
+                                      for net in (op_net, loop))
+    loss_a.backward()
+    loss_b.backward()
+    assert la.dtype == lb.dtype == torch.bfloat16 and torch.equal(la, lb)
+    for (name, p), q in zip(op_net.named_parameters(), loop.parameters(), strict=True):
+        assert torch.equal(p.grad, q.grad), name

@@ -172,7 +172,7 @@ def _plan(input: Tensor, layers: Sequence[Any], logits: bool) -> tuple[Tensor, t
         if autocast:  # each layer's tensors as its op-level functions cast them
             if i == 0:
                 (input,) = autocast_inputs(math.dtypes, input)
-            ps = autocast_inputs(math.dtypes, *ps)
+            ps = autocast_inputs(math.dtypes, *ps) if ps else ps
         plan.append((kind, attrs))
         params.extend(ps)
     return input, tuple(plan), params
