@@ -17,10 +17,13 @@ against a wrong bound.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor, nn
 
 from ..functional import get_activation
+from ..functional.dropout import dropout_noise
 from ..modules import MLP, Layer, Neuron
 from ..modules.cnn import CNN
 from ..modules.conv import _ConvNd
@@ -32,8 +35,8 @@ from .rounding import (
     LOSS_TERMS,
     LayerPass,
     _activation_terms,
-    _derivatives,
     _loss_gradient_terms,
+    carry_terms,
     gradient_terms,
 )
 
@@ -116,9 +119,21 @@ def _norm_back(ctx: tuple, m: Tensor) -> tuple[Tensor | None, Tensor | None, Ten
     return t_g, t_b, gamma / sigma * m
 
 
-def _dropout_factor(model: nn.Module) -> float:
+def _dropped(model: nn.Module, h: Tensor, size: Tensor, masks: list,
+             rng_state: list[Tensor] | None) -> tuple[Tensor, Tensor]:
+    """(h, size) through the model's dropout as the step drew it: with the step's RNG state
+    (``rng_state``, what the audit keeps) the same mask m/(1 − p), drawn in the forward's order
+    (kept in ``masks`` for the backward), on the values and the sizes; without it, the sizes
+    scaled by 1/(1 − p), the values kept (a bound for some mask, not the step's)."""
     p = model.dropout.p if model.training else 0.0
-    return 1.0 / (1.0 - p)
+    if p == 0:
+        masks.append(None)
+        return h, size
+    if rng_state is None:
+        masks.append(1.0 / (1.0 - p))
+        return h, size * masks[-1]
+    masks.append(dropout_noise(h, p))
+    return h * masks[-1], size * masks[-1]
 
 
 def _pool_forward(pool: nn.Module, a: Tensor, a_size: Tensor) -> tuple[Tensor, Tensor, tuple]:
@@ -164,11 +179,13 @@ def _embedding_back(model: EmbeddingMLP, inputs: Tensor, m: Tensor) -> Tensor:
 
 @torch.no_grad()
 def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, loss: str,
-                           scale: Tensor | float = 1.0) -> dict[str, Tensor]:
+                           scale: Tensor | float = 1.0,
+                           rng_state: list[Tensor] | None = None) -> dict[str, Tensor]:
     """``{parameter name: T}`` for a ``Neuron``, ``Layer``, ``MLP`` (:func:`.rounding.
     gradient_terms`), ``CNN`` (with or without norm and pooling), ``ResMLP`` or
     ``EmbeddingMLP`` (with or without a norm); ``TermsNotCovered`` for others. Arguments as
-    :func:`.rounding.gradient_terms`'s."""
+    :func:`.rounding.gradient_terms`'s; ``rng_state``: torch's generator state at the step's
+    start (a list as ``torch.get_rng_state()`` first), so dropout's masks are the step's."""
     if isinstance(model, Neuron | Layer | MLP):
         return gradient_terms(model, inputs, targets, loss, scale)
     if not isinstance(model, CNN | ResMLP):
@@ -178,7 +195,7 @@ def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, lo
                               "cross_entropy and bce (on the logits)")
     p0 = model.layers[0].weight
     dtype = torch.promote_types(p0.dtype, torch.float32)
-    k = _dropout_factor(model)
+    masks: list = []
     pools = getattr(model, "pools", None) if getattr(model, "pool", None) else None
     named = {id(p): n for n, p in model.named_parameters()}
     terms: dict[str, Tensor] = {}
@@ -189,7 +206,9 @@ def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, lo
         if t_b is not None and getattr(layer, "bias", None) is not None:
             terms[named[id(layer.bias)]] = t_b
 
-    with torch.autocast(p0.device.type, enabled=False):
+    dropping = model.training and model.dropout.p > 0
+    with torch.autocast(p0.device.type, enabled=False), \
+            same_rng(rng_state if dropping else None):
         if isinstance(model, EmbeddingMLP):
             h, size = _embedding_terms(model, inputs, dtype)
         else:
@@ -206,8 +225,8 @@ def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, lo
                 z, z_size, ctx = _norm_forward(model.norms[i], z, z_size, dtype)
                 norms.append(ctx)
             a = get_activation(model.activation, "autograd")(z)
-            d, dd = _derivatives(model.activation, z)
-            carries.append(d + dd * z_size)  # |f'(z)| + |f''(z)| Z̃: the forward's error too
+            d, c = carry_terms(model.activation, z, z_size)  # T(f') + |f''(z)| Z̃
+            carries.append(c)
             a_size = _activation_terms(model.activation, z, a) + d * z_size
             if pools is not None:
                 a, a_size, ctx = _pool_forward(pools[i], a, a_size)
@@ -217,10 +236,10 @@ def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, lo
             else:
                 h, size = a, a_size
             if isinstance(model, ResMLP):
-                size = size * k
+                h, size = _dropped(model, h, size, masks, rng_state)
         shape = h.shape
         if isinstance(model, CNN):
-            h, size = h.flatten(1), size.flatten(1) * k
+            h, size = _dropped(model, h.flatten(1), size.flatten(1), masks, rng_state)
         last = model.layers[-1]
         z, z_size = _sized(last, h, size, dtype)
         m = _loss_gradient_terms(loss, LayerPass(size, z, z_size, z, z_size),
@@ -228,10 +247,10 @@ def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, lo
         t_w, t_b, m = _back(last, size, m, dtype)
         keep(last, t_w, t_b)
         if isinstance(model, CNN):
-            m = m.reshape(shape) * k
+            m = (m if masks[-1] is None else m * masks[-1]).reshape(shape)
         for i in range(len(hidden) - 1, -1, -1):
-            if isinstance(model, ResMLP):
-                m = m * k
+            if isinstance(model, ResMLP) and masks[i] is not None:
+                m = m * masks[i]
             m_z = (m if pools is None else _pool_back(pooled[i], m)) * carries[i]
             if model.norm is not None:
                 t_g, t_n, m_z = _norm_back(norms[i], m_z)
@@ -243,3 +262,18 @@ def network_gradient_terms(model: nn.Module, inputs: Tensor, targets: Tensor, lo
         if isinstance(model, EmbeddingMLP):
             keep(model.embedding, _embedding_back(model, inputs, m), None)
     return terms
+
+
+@contextlib.contextmanager
+def same_rng(state: list[Tensor] | None):
+    """Run with torch's generators at ``state`` (a training step's: ``[CPU state]`` or
+    ``[CPU state, CUDA state]``), then put them back as they were; ``None``: as they are."""
+    if state is None:
+        yield
+        return
+    devices = [torch.cuda.current_device()] if len(state) > 1 else []
+    with torch.random.fork_rng(devices=devices):
+        torch.set_rng_state(state[0])
+        if devices:
+            torch.cuda.set_rng_state(state[1])
+        yield

@@ -115,6 +115,32 @@ def _derivatives(name: str, z: Tensor) -> tuple[Tensor, Tensor]:
     return d.detach().abs(), dd.detach().abs()
 
 
+def _derivative_terms(name: str, z: Tensor, d: Tensor) -> Tensor:
+    """The size of the terms f'(z) is computed from (≥ |f'(z)|). Where f' is a difference
+    that cancels as the unit saturates — tanh' = 1 − a², sigmoid' = a(1 − a) near a ≈ 1,
+    gelu' = ½(1 + erf) + zφ for z ≪ 0 — two correct formulas differ by about u of these
+    terms, not of |f'|: 1 + a², a(1 + a), ½(1 + |erf|) + |z|φ."""
+    if name == "tanh":
+        a = torch.tanh(z)
+        return 1 + a * a
+    if name == "sigmoid":
+        a = torch.sigmoid(z)
+        return a * (1 + a)
+    if name == "gelu":
+        za = z.abs()
+        return (0.5 * (1 + torch.erf(za * (1 / math.sqrt(2))))
+                + za * torch.exp(-0.5 * z * z) * (1 / math.sqrt(2 * math.pi)))
+    return d
+
+
+def carry_terms(name: str, z: Tensor, z_size: Tensor) -> tuple[Tensor, Tensor]:
+    """``(|f'(z)|, the carry)``: what the terms at an activation's output are multiplied by
+    on the way back to z — the derivative's own terms plus the forward's error carried
+    through f'': ``T(f') + |f''(z)| Z̃``."""
+    d, dd = _derivatives(name, z)
+    return d, torch.maximum(d, _derivative_terms(name, z, d)) + dd * z_size
+
+
 def _activation_terms(name: str, z: Tensor, a: Tensor) -> Tensor:
     """The size of the terms of an activation's value: ``|a|``; gelu's ``½z(1 + erf(z/√2))``
     cancels for z ≪ 0, where its rounding is u·|z|, not u·|a|."""
@@ -136,7 +162,7 @@ class LayerPass:
     z_size: Tensor
     out: Tensor
     out_size: Tensor
-    carry: Tensor | None = None  # dense: |f'(z)| + |f''(z)| Z̃, what m is multiplied by
+    carry: Tensor | None = None  # dense: T(f') + |f''(z)| Z̃, what m is multiplied by
 
     def back_to_z(self, m: Tensor) -> Tensor:
         """The terms at the output, carried back to the pre-activation."""
@@ -165,9 +191,9 @@ def _dense_forward(layer: nn.Module, x: Tensor, x_size: Tensor, dtype: torch.dty
     z = nn.functional.linear(x, w, b)  # (B, n_out)
     z_size = nn.functional.linear(x_size, w.abs(), None if b is None else b.abs())
     a = get_activation(layer.activation, "autograd")(z)
-    d, dd = _derivatives(layer.activation, z)
+    d, c = carry_terms(layer.activation, z, z_size)
     return LayerPass(x_size, z, z_size, a, _activation_terms(layer.activation, z, a) + d * z_size,
-                     d + dd * z_size)
+                     c)
 
 
 def _dense_backward(layer: nn.Module, p: LayerPass, m_z: Tensor,

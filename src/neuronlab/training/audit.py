@@ -12,6 +12,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from ..gradcheck.conv_terms import TermsNotCovered, network_gradient_terms
+from ..gradcheck.conv_terms import same_rng as _same_rng
 from ..gradcheck.rounding import (
     ROUNDING_FACTOR,
     compare_to_bound,
@@ -132,7 +133,8 @@ class GradientAudit(L.Callback):
             return  # with accumulation, .grad holds several batches: nothing to compare
         batch, self._batch = self._batch, None
         try:
-            terms = network_gradient_terms(net, batch[0], batch[1], pl_module.loss_name)
+            terms = network_gradient_terms(net, batch[0], batch[1], pl_module.loss_name,
+                                           rng_state=self._rng)
         except TermsNotCovered as e:
             if self.not_covered is None:
                 rank_zero_warn(f"gradient audit skipped: {e}")
@@ -213,17 +215,3 @@ def _rng_state(net: torch.nn.Module) -> list[Tensor] | None:
     if device.type == "cuda":
         state.append(torch.cuda.get_rng_state(device))
     return state
-
-
-@contextlib.contextmanager
-def _same_rng(state: list[Tensor] | None):
-    """Run with the RNG at ``state`` (the training step's), then put it back as it was."""
-    if state is None:
-        yield
-        return
-    devices = [torch.cuda.current_device()] if len(state) > 1 else []
-    with torch.random.fork_rng(devices=devices):
-        torch.set_rng_state(state[0])
-        if devices:
-            torch.cuda.set_rng_state(state[1])
-        yield
