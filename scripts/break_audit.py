@@ -87,6 +87,32 @@ CASES: dict[str, list[str]] = {
                                   "init.scale=10", "model.dropout=0.9", "data.batch_size=2"],
 }
 
+# The counterexamples (correct code, the audit alarms): run with --every 1 and the steps given.
+# dropout: the terms' forward runs without the step's mask (values of an undropped network).
+# tanh: tanh' = 1 − a² differs by ~u between the two backwards where a unit saturates.
+IRIS = ["data=iris", "model=mlp", "optimizer.lr=0.1"]
+TANH = ["model.activation=tanh", "trainer.precision=64-true", "data.batch_size=1"]
+COUNTEREXAMPLES: dict[str, tuple[list[str], int]] = {
+    "dropout mlp [8,1]": ([*IRIS, "model.dropout=0.5", "model.hidden=[8,1]",
+                           "data.batch_size=1", "seed=1"], 300),
+    "dropout mlp [4,1] relu seed 4": ([*IRIS, "model.dropout=0.5", "model.hidden=[4,1]",
+                                       "data.batch_size=2", "seed=4"], 300),
+    "dropout mlp [4,2] batch 4": ([*IRIS, "model.dropout=0.2", "model.hidden=[4,2]",
+                                   "data.batch_size=4", "seed=1"], 300),
+    "dropout mlp [8,1] bf16-mixed": ([*IRIS, "model.dropout=0.5", "model.hidden=[8,1]",
+                                      "data.batch_size=1", "seed=1",
+                                      "trainer.precision=bf16-mixed"], 300),
+    "dropout embedmlp [4,2]": (["experiment=digits_embed", "model.dropout=0.5",
+                                "model.hidden=[4,2]", "data.batch_size=2", "seed=1"], 500),
+    "tanh embedmlp [2] float64": (["experiment=digits_embed", *TANH, "model.hidden=[2]",
+                                   "optimizer.lr=0.03"], 3000),
+    "tanh cnn-2d [4,1] float64": (["data=digits", "model=cnn", *TANH, "model.hidden=[4,1]",
+                                   "optimizer=adam", "optimizer.lr=0.03"], 3000),
+    "tanh mlp [4,1] init10 float64": ([*IRIS, *TANH, "model.hidden=[4,1]", "init.scale=10",
+                                       "optimizer.lr=0.01", "data.batch_size=2", "seed=1"],
+                                      300),
+}
+
 
 class Watch:
     """Wraps the audit's comparison: keeps the inputs of the worst audit seen."""
@@ -183,8 +209,8 @@ def run_case(name: str, overrides: list[str], steps: int, every: int, root: Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("cases", nargs="+", help="names in CASES, 'all', or 'x:' + overrides "
-                        "separated by spaces")
+    parser.add_argument("cases", nargs="+", help="names in CASES, 'all', 'counterexamples' "
+                        "(each at its own steps), or 'x:' + overrides separated by spaces")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--every", type=int, default=5)
     parser.add_argument("--start", type=int, default=0, help="skip the first this many cases")
@@ -193,13 +219,16 @@ def main(argv: list[str] | None = None) -> int:
     for n in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(n).setLevel(logging.ERROR)
     root = Path(tempfile.mkdtemp(prefix="neuronlab-break-"))
-    names = list(CASES) if args.cases == ["all"] else args.cases
-    names = names[args.start:]
-    for i, name in enumerate(names):
-        overrides = name[2:].split() if name.startswith("x:") else CASES[name]
+    if args.cases == ["counterexamples"]:
+        runs = [(name, *COUNTEREXAMPLES[name]) for name in COUNTEREXAMPLES]
+    else:
+        names = list(CASES) if args.cases == ["all"] else args.cases
+        runs = [(name, name[2:].split() if name.startswith("x:") else CASES[name], args.steps)
+                for name in names[args.start:]]
+    for i, (name, overrides, steps) in enumerate(runs):
         try:
             row = run_case(f"{i:03d}_" + name.replace(" ", "_").replace("/", "_")[:60], overrides,
-                           args.steps, args.every, root)
+                           steps, args.every, root)
         except Exception as e:  # a refused config: say so, go on
             row = dict(case=name, status="error", message=f"{type(e).__name__}: {e}")
         print({k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in row.items()},
