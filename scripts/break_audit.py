@@ -214,7 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--every", type=int, default=5)
     parser.add_argument("--start", type=int, default=0, help="skip the first this many cases")
+    parser.add_argument("--torch-tanh", action="store_true",
+                        help="the manual tanh backward uses torch's tanh_backward kernel for "
+                        "its local derivative (the cause test of the tanh counterexamples)")
     args = parser.parse_args(argv)
+    if args.torch_tanh:
+        import neuronlab.functional.activations as act
+
+        act.tanh_derivative = lambda a: torch.ops.aten.tanh_backward(torch.ones_like(a), a)
     warnings.filterwarnings("ignore")
     for n in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(n).setLevel(logging.ERROR)
