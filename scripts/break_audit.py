@@ -111,6 +111,9 @@ COUNTEREXAMPLES: dict[str, tuple[list[str], int]] = {
     "tanh mlp [4,1] init10 float64": ([*IRIS, *TANH, "model.hidden=[4,1]", "init.scale=10",
                                        "optimizer.lr=0.01", "data.batch_size=2", "seed=1"],
                                       300),
+    "gelu embedmlp [1] float32": (["experiment=digits_embed", "model.activation=gelu",
+                                   "model.hidden=[1]", "data.batch_size=1", "optimizer.lr=0.03",
+                                   "seed=2"], 3000),
 }
 
 
@@ -214,14 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--every", type=int, default=5)
     parser.add_argument("--start", type=int, default=0, help="skip the first this many cases")
-    parser.add_argument("--torch-tanh", action="store_true",
-                        help="the manual tanh backward uses torch's tanh_backward kernel for "
-                        "its local derivative (the cause test of the tanh counterexamples)")
+    parser.add_argument("--torch-derivative", default="",
+                        help="tanh,gelu: the manual backward of these uses torch's own kernel "
+                        "(tanh_backward, gelu_backward) for its local derivative — the cause "
+                        "test of the tanh/gelu counterexamples")
     args = parser.parse_args(argv)
-    if args.torch_tanh:
-        import neuronlab.functional.activations as act
+    import neuronlab.functional.activations as act
 
-        act.tanh_derivative = lambda a: torch.ops.aten.tanh_backward(torch.ones_like(a), a)
+    for name in [n for n in args.torch_derivative.split(",") if n]:
+        kernel = {"tanh": torch.ops.aten.tanh_backward, "gelu": torch.ops.aten.gelu_backward}[name]
+        setattr(act, f"{name}_derivative",
+                lambda x, kernel=kernel: kernel(torch.ones_like(x), x))
     warnings.filterwarnings("ignore")
     for n in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(n).setLevel(logging.ERROR)
