@@ -31,12 +31,11 @@ from ..modules.embedmlp import EmbeddingMLP
 from ..modules.norm import LayerNorm
 from ..modules.pooling import MaxPool
 from ..modules.resmlp import ResMLP
+from .activation_terms import _activation_terms, carry_terms
 from .rounding import (
     LOSS_TERMS,
     LayerPass,
-    _activation_terms,
     _loss_gradient_terms,
-    carry_terms,
     gradient_terms,
 )
 
