@@ -47,14 +47,22 @@ BAD = [
     ("dta=moons", "dta=moons is not a config group or key (did you mean data?)"),
     ("optimizer.lrr=1", "(did you mean optimizer.lr?)"),
     ("test_ckpt=first", "test_ckpt='first' is not one of: best, last"),
+    # a key of another option of the group: say which (``+model.pool`` would only be refused)
+    ("model.pool=max", "model.pool=max: this model has no pool; it is a key of model=cnn"),
+    # a key of a callback this config switches off: turn it on whole, with its _target_
+    ("callbacks.gradient_audit.every_n_steps=50",
+     "callbacks.gradient_audit is off (null) in this config; turn it on whole with "
+     "'callbacks.gradient_audit={_target_:neuronlab.training.GradientAudit,every_n_steps:50}'"),
 ]
+EXTRA = {"model.hidden": ["model=mlp"], "model.pool": ["model=mlp"],
+         "callbacks.gradient_audit": ["experiment=mnist1d_cnn"]}
 
 
 @pytest.mark.parametrize("override,expected", BAD)
 def test_preflight_names_the_problem_on_one_line(override, expected):
-    extra = ["model=mlp"] if override.startswith("model.hidden") else []
+    extra = next((v for k, v in EXTRA.items() if override.startswith(k)), [])
     problem = preflight([*extra, override])
-    assert problem is not None and expected in problem and "\n" not in problem
+    assert problem is not None and expected in problem and "\n" not in problem, problem
 
 
 def test_a_bad_value_ends_with_one_line_exit_2_and_no_folder(tmp_path):

@@ -281,3 +281,7 @@ def test_train_returns_the_named_metric_and_the_worst_value_for_a_diverged_run(c
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "optimized_metric='val/los'" in err and "val/acc, val/loss" in err
+    # no search asked for it: a run that never validated (fewer epochs than
+    # check_val_every_n_epoch) has no objective, and that is no error
+    assert train_cli.objective({"status": "ok", "metrics": {"test/acc": 0.9}},
+                               required=False) is None

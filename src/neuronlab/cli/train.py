@@ -115,15 +115,20 @@ def _sweeper_direction() -> str:
     return str(direction) if isinstance(direction, str) else "minimize"
 
 
-def objective(record: dict, metric: str = "val/loss") -> float | None:
+def objective(record: dict, metric: str = "val/loss", required: bool = True) -> float | None:
     """What ``neuronlab-train`` returns to a sweeper: the run's final ``metric``; for a run
     that diverged or has no finite value of it, the worst value (+inf when minimizing, −inf
-    when maximizing), so a search steers away instead of stopping."""
+    when maximizing), so a search steers away instead of stopping. A finished run without
+    the metric is an error where a search asked for it (``required``: ``optimized_metric``
+    set), else ``None`` (a run that validated never, e.g. fewer epochs than
+    ``check_val_every_n_epoch``)."""
     import math
 
     value = record.get("metrics", {}).get(metric)
     if record.get("status") == "ok" and value is not None and math.isfinite(value):
         return float(value)
+    if record.get("status") == "ok" and value is None and not required:
+        return None
     if record.get("status") == "ok" and value is None:
         known = ", ".join(sorted(record.get("metrics", {})))
         _fail(f"optimized_metric={metric!r} is not among the run's metrics: {known}")
@@ -176,6 +181,15 @@ SCHEMA_MATCHING = r"(?s).*validated against ConfigStore schema with the same nam
 
 
 def main() -> None:
+    """``neuronlab-train``; Ctrl-C while it starts (imports, composing the config, making the
+    run folder) ends with one line too, not a traceback."""
+    try:
+        _start()
+    except KeyboardInterrupt:
+        _fail("interrupted before training started; nothing was run", EXIT_INTERRUPTED)
+
+
+def _start() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message=SCHEMA_MATCHING, category=UserWarning)
@@ -213,7 +227,8 @@ def main() -> None:
             sys.exit(1)
         if record["status"] == "interrupted":  # ends a sweep too: Ctrl-C means stop
             sys.exit(EXIT_INTERRUPTED)
-        return objective(record, cfg.get("optimized_metric") or "val/loss")
+        metric = cfg.get("optimized_metric")
+        return objective(record, metric or "val/loss", required=metric is not None)
 
     _main()
 

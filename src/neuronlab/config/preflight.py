@@ -244,7 +244,14 @@ def _explain_hydra_error(text: str, args: list[str]) -> str:
         from .compose import compose
 
         groups_only = [a for a in args if "." not in a.split("=", 1)[0]]
-        node = OmegaConf.select(compose(_with_search_path(groups_only)), parent) if parent else None
+        composed = compose(_with_search_path(groups_only))
+        node = OmegaConf.select(composed, parent) if parent else None
+        if "." in parent and OmegaConf.select(composed, parent, default="?") is None:
+            return _switched_off(key, value, parent, leaf)
+        owners = _owners(parent, leaf) if "." not in parent else []
+        if owners:
+            return (f"{key}={value}: this {parent} has no {leaf}; it is a key of "
+                    f"{', '.join(f'{parent}={o}' for o in owners)}")
         if node is not None and OmegaConf.is_dict(node):
             keys = sorted(str(k) for k in node.keys())
             close = difflib.get_close_matches(leaf, keys, n=1)
@@ -254,3 +261,36 @@ def _explain_hydra_error(text: str, args: list[str]) -> str:
         pass
     return (f"{key}={value} is not a config key{allowed}. To add a new key on purpose use "
             f"+{key}={value}")
+
+
+def _switched_off(key: str, value: str, parent: str, leaf: str) -> str:
+    """``callbacks.gradient_audit.every_n_steps=50`` where this config sets
+    ``callbacks.gradient_audit: null``: how to turn it on whole (``+key`` would add a dict
+    without its ``_target_``)."""
+    from omegaconf import OmegaConf
+
+    from .compose import compose
+
+    group = parent.split(".", 1)[0]
+    target = None
+    try:
+        target = OmegaConf.select(compose(_with_search_path([f"{group}=default"])),
+                                  f"{parent}._target_")
+    except Exception:  # noqa: BLE001 - no default option: say it without the target
+        pass
+    inner = f"_target_:{target},{leaf}:{value}" if target else f"{leaf}:{value}"
+    return (f"{key}={value}: {parent} is off (null) in this config; turn it on whole with "
+            f"'{parent}={{{inner}}}'")
+
+
+def _owners(group: str, leaf: str) -> list[str]:
+    """The options of config group ``group`` whose file has the key ``leaf``."""
+    import yaml
+
+    from ..paths import config_dir
+
+    folder = config_dir() / group
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.yaml")
+                  if leaf in (yaml.safe_load(p.read_text()) or {}))
