@@ -12,15 +12,15 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ..functional import get_activation, get_loss
+from ..functional import get_activation
 from ..functional.conv import _padding
-from ..functional.network import network, network_cross_entropy, register_layer
+from ..functional.network import register_layer
 from .conv import Conv1d, Conv2d, _ConvNd
 from .dense import Layer, _check_size
 from .dropout import Dropout
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pooling import AvgPool, MaxPool, _Pool
-from .switch import _run_forward_hooks, _Stack
+from .switch import _Stack
 
 NORMS = ("batch", "layer")
 POOLS = ("max", "avg")
@@ -134,8 +134,7 @@ class CNN(_Stack):
 
     def _loops(self) -> bool:
         """Whether the whole network runs as one Function (see ``granularity``)."""
-        return (self._granularity == "network" and self._backprop == "manual"
-                and self.norm is None and self.dropout.p == 0)
+        return super()._loops() and self.norm is None and self.dropout.p == 0
 
     def _chain(self) -> Sequence[nn.Module]:
         """The layers the network loop runs: each convolution (and its pool), the flatten,
@@ -144,30 +143,13 @@ class CNN(_Stack):
                  for m in ((c, self.pools[i]) if self.pool else (c,))]
         return (*convs, self.flatten, self.layers[-1])
 
-    def _images(self, x: Tensor) -> Tensor:
+    def _loop_input(self, x: Tensor) -> Tensor:
         return x.reshape(x.shape[0], *self.layout)
 
     def pre_activation(self, x: Tensor) -> Tensor:
         if self._loops():
-            x = self._images(x)
-            chain = self._chain()
-            out, ys = network(x, chain, logits=True)
-            _run_forward_hooks(chain, x, ys, len(ys) - 1)
-            return out
+            return self._loop(x, logits=True)
         return super().pre_activation(x)
-
-    def logits_and_loss(self, x: Tensor, target: Tensor, loss: str) -> tuple[Tensor, Tensor]:
-        """As ``_Switchable.logits_and_loss``: in the loop, the cross-entropy against class
-        indices joins it (its backward starts from δ = (p − onehot(y))/N)."""
-        if loss == "cross_entropy" and self._loops() and target.dim() == 1 \
-                and not target.is_floating_point():
-            x = self._images(x)
-            chain = self._chain()
-            value, logits, ys = network_cross_entropy(x, target, chain)
-            _run_forward_hooks(chain, x, ys, len(ys) - 1)
-            return logits, value
-        out = self.pre_activation(x)
-        return out, get_loss(loss, self._backprop)(out, target)
 
 
 def _describe_conv(conv: _ConvNd, logits: bool) -> tuple[tuple, tuple]:

@@ -31,7 +31,7 @@ from ..errors import unknown_choice
 from ..functional import ACTIVATIONS, check_backprop, get_activation, linear
 from ..functional.dense import dense
 from ..functional.network import network, register_layer
-from .switch import GRANULARITIES, _run_forward_hooks, _Switchable, check_granularity
+from .switch import GRANULARITIES, _Switchable, check_granularity
 
 __all__ = ["GRANULARITIES", "MLP", "Layer", "Neuron"]
 
@@ -225,16 +225,9 @@ class MLP(_Switchable):
     def _chain(self) -> Sequence[nn.Module]:
         return self.layers
 
-    def _loop(self, x: Tensor, logits: bool) -> Tensor:
-        """The whole network as one Function; then the layers' forward hooks, if any, with each
-        layer's input and output (the last layer's only when it ran whole)."""
-        out, ys = network(x, self.layers, logits=logits)
-        _run_forward_hooks(self.layers, x, ys, len(ys) - 1 if logits else len(ys))
-        return out
-
     def pre_activation(self, x: Tensor) -> Tensor:
         """The logits: every layer, then the last layer's weighted sum without its activation."""
-        if self._granularity == "network" and self._backprop == "manual":
+        if self._loops():
             return self._loop(x, logits=True)
         *hidden, last = self.layers  # (slicing a ModuleList would build a new module)
         for layer in hidden:
@@ -242,7 +235,7 @@ class MLP(_Switchable):
         return last.pre_activation(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self._granularity == "network" and self._backprop == "manual":
+        if self._loops():
             return self._loop(x, logits=False)
         for layer in self.layers:
             x = layer(x)

@@ -13,7 +13,7 @@ from torch.nn import functional as torch_functional
 from .. import functional
 from ..errors import require_bool, unknown_choice
 from ..functional import check_backprop, get_loss
-from ..functional.network import network_cross_entropy
+from ..functional.network import network, network_cross_entropy
 
 GRANULARITIES = ("op", "layer", "network")
 
@@ -64,17 +64,33 @@ class _Switchable(nn.Module):
         """The layers the network loop runs, first to last."""
         return (self,)
 
+    def _loops(self) -> bool:
+        """Whether this module runs as the network loop (manual, ``granularity="network"``)."""
+        return self._granularity == "network" and self._backprop == "manual"
+
+    def _loop_input(self, x: Tensor) -> Tensor:
+        """The input as the loop's first layer takes it (a CNN: each row as its image)."""
+        return x
+
+    def _loop(self, x: Tensor, logits: bool) -> Tensor:
+        """The whole network as one Function; then the layers' forward hooks, if any, with each
+        layer's input and output (the last layer's only when it ran whole)."""
+        x, chain = self._loop_input(x), self._chain()
+        out, ys = network(x, chain, logits=logits)
+        _run_forward_hooks(chain, x, ys, len(ys) - 1 if logits else len(ys))
+        return out
+
     def logits_and_loss(self, x: Tensor, target: Tensor, loss: str) -> tuple[Tensor, Tensor]:
         """The logits and the loss ``loss`` (a name from ``LOSSES`` that takes logits) of
         ``target``. At ``granularity="network"`` (manual) the cross-entropy against class
         indices joins the loop: one Function from the input to the loss, whose backward starts
         from the loss's own δ = (p − onehot(y))/N. Otherwise the logits, then the loss's own
         Function (or torch's); the same values and gradients either way."""
-        if (loss == "cross_entropy" and self._granularity == "network"
-                and self._backprop == "manual" and not self._squeezed
+        if (loss == "cross_entropy" and self._loops() and not self._squeezed
                 and x.dim() == 2 and target.dim() == 1 and not target.is_floating_point()):
-            value, logits, ys = network_cross_entropy(x, target, self._chain())
-            _run_forward_hooks(self._chain(), x, ys, len(ys) - 1)
+            x, chain = self._loop_input(x), self._chain()
+            value, logits, ys = network_cross_entropy(x, target, chain)
+            _run_forward_hooks(chain, x, ys, len(ys) - 1)
             return logits, value
         out = self.pre_activation(x)
         return out, get_loss(loss, self._backprop)(out, target)
