@@ -37,7 +37,7 @@ def _step(backprop: str, mode: str, batch: int, device: torch.device, dtype: tor
     else:
         def loss(xb, yb):
             return loss_fn(net.pre_activation(xb), yb)
-    step = TrainStep(loss, opt, mode=mode, **kw)
+    step = TrainStep(loss, opt, mode=mode, loop_fn=net.loop_pass, **kw)
     return step, (lambda: step(x, y))
 
 

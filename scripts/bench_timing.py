@@ -159,7 +159,8 @@ class BenchStep:
         with warnings.catch_warnings(record=True) as caught:  # a fallback is recorded instead
             warnings.simplefilter("always", RuntimeWarning)
             self.step = TrainStep(self.forward_loss, self.opt, mode=mode, precision=precision,
-                                  compile_backend=compile_backend)
+                                  compile_backend=compile_backend,
+                                  loop_fn=self.net.loop_pass)
         self.warnings = [str(w.message) for w in caught]
 
     def forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

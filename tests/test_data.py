@@ -182,6 +182,25 @@ def test_train_loader_covers_the_split_once_per_epoch_in_a_reproducible_order():
     assert torch.equal(torch.cat(_epoch_ids(val)), torch.cat(_epoch_ids(val)))
 
 
+@pytest.mark.parametrize("gather_bytes", [1, 3 * 16 * 4, 2**30])
+def test_batches_are_the_epoch_orders_rows_however_the_epoch_is_gathered(gather_bytes,
+                                                                        monkeypatch):
+    import neuronlab.data.loader as loader_module
+
+    monkeypatch.setattr(loader_module, "GATHER_BYTES", gather_bytes)  # 1 batch, 3, all
+    x, y = torch.randn(75, 4), torch.arange(75)
+    loader = TensorLoader(x, y, 16, shuffle=True, seed=3)
+    for epoch in (0, 1):
+        order = loader.sampler.order(epoch)
+        for i, (xb, yb) in enumerate(loader):
+            idx = order[16 * i:16 * (i + 1)]
+            assert torch.equal(xb, x[idx]) and torch.equal(yb, y[idx])
+            assert xb.is_contiguous()
+    resumed = TensorLoader(x, y, 16, shuffle=True, seed=3, batches_done=lambda: 2)
+    rest = [yb for _, yb in resumed]  # epoch 0 from its third batch
+    assert torch.equal(torch.cat(rest), loader.sampler.order(0)[32:])
+
+
 def test_lightning_sets_the_epoch_through_loader_sampler_and_a_probe_costs_nothing():
     loader = TensorLoader(torch.zeros(10, 1), torch.zeros(10, dtype=torch.long), 4, True)
     _set_sampler_epoch(loader, 5)  # what FitLoop.on_advance_start calls

@@ -26,6 +26,9 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+# at most this many bytes of x are gathered at once (a chunk of whole batches, see ``_slices``)
+GATHER_BYTES = 16 * 2**20
+
 
 class EpochOrder:
     """The order of the rows in each epoch: a permutation seeded from (seed, epoch).
@@ -126,12 +129,28 @@ class TensorLoader:
         order = self.sampler.order(epoch).to(self.x.device)  # one transfer per epoch
         size = self._global_batch_size()
         skip = self.batches_done() if self.batches_done is not None else 0
+        if self.world_size == 1:
+            yield from self._slices(order, size, skip)
+            return
         for start in range(skip * size, self.sampler.n, size):
             idx = order[start : start + size]  # (B,) the global batch
-            if self.world_size > 1 and len(idx) % self.world_size:
+            if len(idx) % self.world_size:
                 padded = -(-len(idx) // self.world_size) * self.world_size
                 idx = idx[torch.arange(padded, device=idx.device) % len(idx)]
-            if self.world_size > 1:
-                idx = idx[self.rank :: self.world_size]  # (B / world_size,)
+            idx = idx[self.rank :: self.world_size]  # (B / world_size,)
             # index_select: the rows x[idx] picks, at a third of advanced indexing's cost
             yield self.x.index_select(0, idx), self.y.index_select(0, idx)
+
+    def _slices(self, order: torch.Tensor, size: int, skip: int
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One process: the epoch's rows gathered a chunk of batches at a time (one
+        ``index_select`` per chunk, at most ``GATHER_BYTES`` of x), each batch a slice of it: the
+        same rows in the same order as a gather per batch, for one indexing op per chunk instead
+        of two per batch (on a small data set, a tenth of the CPU step went to them)."""
+        row_bytes = max(self.x[:1].nelement() * self.x.element_size(), 1)
+        chunk = max(GATHER_BYTES // row_bytes // size, 1) * size  # whole batches
+        for start in range(skip * size, self.sampler.n, chunk):
+            idx = order[start : start + chunk]
+            xs, ys = self.x.index_select(0, idx), self.y.index_select(0, idx)
+            for b in range(0, len(idx), size):
+                yield xs[b : b + size], ys[b : b + size]

@@ -90,43 +90,17 @@ class NetworkFunction(Function):
         plan, loss, x, target, *params = inputs
         ctx.plan, ctx.has_loss = plan, loss is not None
         ctx.set_materialize_grads(False)  # outputs nobody used get None, not zeros
-        outs = output[:-1] if ctx.has_loss else output  # log p kept, the loss not
         ctx.y_dtype = output[0].dtype
-        kind, attrs = plan[-1]
-        if not LAYER_MATH[kind].reads_y(attrs):  # the output: read by no backward (logits)
-            outs = (None, *outs[1:])
-        ctx.save_for_backward(x, target, *params, *outs)
+        ctx.save_for_backward(x, target, *params, *_kept(plan, ctx.has_loss, output))
 
     @staticmethod
     def backward(ctx, *grads: Tensor | None):
-        plan, needs = ctx.plan, ctx.needs_input_grad
         x, target, *rest = ctx.saved_tensors
-        maths = [LAYER_MATH[kind] for kind, _ in plan]
-        n_layers, n_params = len(plan), len(needs) - 4
-        params, outs = rest[:n_params], rest[n_params:]
-        ys = (*outs[1:n_layers], outs[0])  # every layer's output, first to last
-        grad_ys = (*grads[1:n_layers], grads[0])
-        delta = grad_ys[-1]  # δ = ∂L/∂y at the output ...
-        if ctx.has_loss:  # ... from the loss's first gradient
-            log_p, outs = outs[-1], outs[:-1]
-            if grads[-1] is not None:
-                d = cross_entropy_backward(grads[-1], log_p, target, ctx.y_dtype)
-                delta = d if delta is None else delta + d
-            if grads[-2] is not None:  # log p used elsewhere (double backward)
-                d = log_softmax_backward(grads[-2], log_p).to(ctx.y_dtype)
-                delta = d if delta is None else delta + d
-        extras, grad_extras = outs[n_layers:], grads[n_layers:len(outs)]
-        param_grads: list[Tensor | None] = [None] * n_params
-        p, e = n_params, len(extras)  # each layer's params and extras end here
-        for i in reversed(range(n_layers)):  # the textbook loop: last layer to first
-            m, attrs = maths[i], plan[i][1]
-            if i < n_layers - 1 and grad_ys[i] is not None:  # y_i was also used elsewhere
-                delta = grad_ys[i] if delta is None else delta + grad_ys[i]
-            p0, e0 = p - m.n_params, e - m.n_extra(attrs)
-            delta, param_grads[p0:p] = m.backward(
-                delta, grad_extras[e0:e], x if i == 0 else ys[i - 1], ys[i], params[p0:p],
-                extras[e0:e], attrs, (needs[2] if i == 0 else True, *needs[4 + p0:4 + p]))
-            p, e = p0, e0
+        needs = ctx.needs_input_grad
+        n_params = len(needs) - 4
+        delta, param_grads = backprop(ctx.plan, ctx.has_loss, ctx.y_dtype, x, target,
+                                      rest[:n_params], rest[n_params:], grads,
+                                      (needs[2], *needs[4:]))
         return None, None, delta, None, *param_grads
 
     @classmethod
@@ -134,6 +108,55 @@ class NetworkFunction(Function):
         if torch._C._are_functorch_transforms_active():
             return super().apply(*args)
         return super(Function, cls).apply(*unwrap_dead_wrappers(args))
+
+
+def _kept(plan: tuple, has_loss: bool, output: Sequence[Tensor]) -> tuple[Tensor | None, ...]:
+    """The outputs the backward reads: all but the loss (log p kept), and the network's y only
+    where its layer's backward reads it (not the logits)."""
+    outs = tuple(output[:-1] if has_loss else output)
+    kind, attrs = plan[-1]
+    return outs if LAYER_MATH[kind].reads_y(attrs) else (None, *outs[1:])
+
+
+def backprop(plan: tuple, has_loss: bool, y_dtype: torch.dtype, x: Tensor,
+             target: Tensor | None, params: Sequence[Tensor | None],
+             outs: Sequence[Tensor | None], grads: Sequence[Tensor | None],
+             needs: Sequence[bool]) -> tuple[Tensor | None, list[Tensor | None]]:
+    """The textbook loop: δ = ∂L/∂y at the output (from the loss's first gradient when the loss
+    is in the loop), then each layer from the last to the first turns δ into its parameters'
+    gradients and the δ of the layer below. ``NetworkFunction``'s backward, as a plain function.
+
+    ``outs``: the Function's saved outputs (the output y, or ``None`` where no backward reads it;
+    each hidden layer's y; every layer's extra; log p with the loss); ``grads``: the gradients
+    reaching every output; ``needs``: whether x and each parameter want a gradient. Returns
+    (∂L/∂x, every parameter's gradient).
+    """
+    maths = [LAYER_MATH[kind] for kind, _ in plan]
+    n_layers, n_params = len(plan), len(params)
+    ys = (*outs[1:n_layers], outs[0])  # every layer's output, first to last
+    grad_ys = (*grads[1:n_layers], grads[0])
+    delta = grad_ys[-1]  # δ = ∂L/∂y at the output ...
+    if has_loss:  # ... from the loss's first gradient
+        log_p, outs = outs[-1], outs[:-1]
+        if grads[-1] is not None:
+            d = cross_entropy_backward(grads[-1], log_p, target, y_dtype)
+            delta = d if delta is None else delta + d
+        if grads[-2] is not None:  # log p used elsewhere (double backward)
+            d = log_softmax_backward(grads[-2], log_p).to(y_dtype)
+            delta = d if delta is None else delta + d
+    extras, grad_extras = outs[n_layers:], grads[n_layers:len(outs)]
+    param_grads: list[Tensor | None] = [None] * n_params
+    p, e = n_params, len(extras)  # each layer's params and extras end here
+    for i in reversed(range(n_layers)):  # the textbook loop: last layer to first
+        m, attrs = maths[i], plan[i][1]
+        if i < n_layers - 1 and grad_ys[i] is not None:  # y_i was also used elsewhere
+            delta = grad_ys[i] if delta is None else delta + grad_ys[i]
+        p0, e0 = p - m.n_params, e - m.n_extra(attrs)
+        delta, param_grads[p0:p] = m.backward(
+            delta, grad_extras[e0:e], x if i == 0 else ys[i - 1], ys[i], params[p0:p],
+            extras[e0:e], attrs, (needs[0] if i == 0 else True, *needs[1 + p0:1 + p]))
+        p, e = p0, e0
+    return delta, param_grads
 
 
 # ---- modules into the loop -----------------------------------------------------------------

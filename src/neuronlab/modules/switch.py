@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as torch_functional
+from torch.nn.modules import module as _torch_module
 
 from .. import functional
 from ..errors import require_bool, unknown_choice
 from ..functional import check_backprop, get_loss
+from ..functional.loop_pass import LoopPass, network_cross_entropy_pass
 from ..functional.network import network, network_cross_entropy
 
 GRANULARITIES = ("op", "layer", "network")
@@ -95,6 +98,30 @@ class _Switchable(nn.Module):
         out = self.pre_activation(x)
         return out, get_loss(loss, self._backprop)(out, target)
 
+    def loop_pass(self, x: Tensor, target: Tensor, loss: str = "cross_entropy"
+                  ) -> tuple[Tensor, Tensor, LoopPass] | None:
+        """``logits_and_loss`` without the autograd graph, where a training step needs nothing
+        of it but the parameters' gradients: the logits, the loss and the ``LoopPass`` whose
+        ``backward()`` runs the textbook loop into ``.grad`` (the same bits as
+        ``loss.backward()``). ``None`` where the graph is needed or the loop does not run: not
+        ``granularity="network"`` with the cross-entropy; grad mode off; autocast; anomaly
+        detection; an input that wants a gradient; any module or tensor hook (a hook may
+        register on the outputs' graph, which there is none of here); a parameter that is not
+        a leaf (a parametrization); under ``torch.compile`` or a functorch transform."""
+        if not (loss == "cross_entropy" and self._loops() and not self._squeezed
+                and x.dim() == 2 and target.dim() == 1 and not target.is_floating_point()):
+            return None
+        if (not torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type)
+                or torch.is_anomaly_enabled() or x.requires_grad
+                or torch.compiler.is_compiling()
+                or torch._C._are_functorch_transforms_active()):
+            return None
+        x, chain = self._loop_input(x), self._chain()
+        if self._forward_hooks or self._forward_pre_hooks or _hooked(chain):
+            return None
+        value, logits, _, pending = network_cross_entropy_pass(x, target, chain)
+        return logits, value, pending
+
 
 class _Stack(_Switchable):
     """A network past the MLP (``CNN``, ``ResMLP``): ``backprop`` set on it is set on every
@@ -117,6 +144,26 @@ class _Stack(_Switchable):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers[-1](self.features(x))
+
+
+def _hooked(modules: Sequence[nn.Module]) -> bool:
+    """Whether any hook listens to ``modules`` (the loop's layers, their submodules and
+    parameters) or to every module; or a parametrization computes a weight."""
+    if any(getattr(_torch_module, name) for name in _GLOBAL_HOOKS):
+        return True
+    for layer in modules:
+        for m in layer.modules() if layer._modules else (layer,):
+            if (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+                    or m._backward_pre_hooks or "parametrizations" in m._modules):
+                return True
+            for p in m._parameters.values():
+                if p is not None and (p._backward_hooks or p._post_accumulate_grad_hooks):
+                    return True
+    return False
+
+
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks",
+                 "_global_backward_hooks", "_global_backward_pre_hooks")
 
 
 def _run_forward_hooks(layers: Sequence[nn.Module], x: Tensor, ys: Sequence[Tensor],

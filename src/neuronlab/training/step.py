@@ -53,12 +53,14 @@ import torch
 from torch import Tensor
 
 from ..errors import unknown_choice
+from ..functional.loop_pass import LoopPass
 from ..optim import SGD, sgd_update_
 from .cuda_graph import GraphCapture, one_line
 
 STEP_MODES = ("auto", "eager", "compiled", "graph")
 PRECISIONS = ("32-true", "64-true", "bf16-true", "16-true", "bf16-mixed", "16-mixed")
 LossFn = Callable[[Tensor, Tensor], Tensor]
+LoopFn = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor, LoopPass] | None"]
 
 
 def resolve_mode(mode: str, device: torch.device) -> str:
@@ -95,6 +97,10 @@ class TrainStep(GraphCapture):
         precision: Lightning's ``trainer.precision`` (``32-true``, ``bf16-mixed``, ...).
         warmup_steps: eager steps before capture (``graph``), run on a side stream.
         compile_backend: ``torch.compile``'s backend (``compiled``).
+        loop_fn: ``loop_fn(x, y)`` → ``(logits, loss, LoopPass)`` or ``None`` (a network's
+            ``loop_pass``): the forward without the autograd graph, whose ``LoopPass`` fills
+            ``.grad`` (the bits of ``loss.backward()``); eager steps without a loss scale or
+            autocast take it where it applies.
 
     Attributes:
         mode: the mode the step runs in now (after ``auto`` and any fallback).
@@ -106,9 +112,9 @@ class TrainStep(GraphCapture):
     def __init__(
         self, loss_fn: LossFn, optimizer: torch.optim.Optimizer, *, mode: str = "auto",
         precision: str | int = "32-true", warmup_steps: int = 3,
-        compile_backend: str = "inductor",
+        compile_backend: str = "inductor", loop_fn: LoopFn | None = None,
     ) -> None:
-        self.loss_fn, self.optimizer = loss_fn, optimizer
+        self.loss_fn, self.optimizer, self.loop_fn = loss_fn, optimizer, loop_fn
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         if not self.params:
             raise ValueError("TrainStep: the optimizer holds no parameters")
@@ -155,11 +161,19 @@ class TrainStep(GraphCapture):
 
     def _forward_backward(self, x: Tensor, y: Tensor, after_backward=None, loss_fn=None) -> Tensor:
         """Loss and backward; under 16-mixed the gradients are unscaled and checked."""
-        loss = (loss_fn or self._loss)(x, y)
-        if self.loss_scale is None:
-            loss.backward()
+        got = None
+        if (loss_fn is None and self.loop_fn is not None and self.mode == "eager"
+                and self.loss_scale is None and self._autocast is None):
+            got = self.loop_fn(x, y)  # the loop without the graph, where it applies
+        if got is not None:
+            _, loss, pending = got
+            pending.backward()
         else:
-            (loss.float() * self.loss_scale).backward()
+            loss = (loss_fn or self._loss)(x, y)
+            if self.loss_scale is None:
+                loss.backward()
+            else:
+                (loss.float() * self.loss_scale).backward()
         if after_backward is not None:
             after_backward(loss)  # e.g. Lightning's on_after_backward hooks (grads still scaled)
         scaled = self.loss_scale is not None

@@ -12,10 +12,12 @@ from typing import Any
 import lightning as L
 import torch
 import torchmetrics
+from lightning.pytorch.strategies import SingleDeviceStrategy
 from torch import Tensor
 
 from ..errors import unknown_choice
 from ..functional import LOSSES, get_loss
+from ..functional.loop_pass import LoopPass
 from ..functional.precision import opmath_dtype
 from ..gradcheck.rounding import loss_targets
 from ..init import InitConfig, initialize_
@@ -61,6 +63,7 @@ class LearnTask(L.LightningModule):
         self.step_mode = step_mode
         self.automatic_optimization = step_mode == "eager"
         self.train_step: TrainStep | None = None
+        self._pending: LoopPass | None = None  # this step's loop, run in ``backward``
         self._epoch_loss: Tensor | None = None  # Σ loss·rows over the epoch so far, on the device
         self._epoch_rows = 0
         self.model_config = ModelConfig.from_mapping(model)
@@ -115,9 +118,39 @@ class LearnTask(L.LightningModule):
     # the device. Each ``self.log`` call costs Lightning ~0.1-0.3 ms of host time, as much as
     # a small model's whole step: two calls every step were most of its per-step overhead.
 
+    def loop_pass(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, LoopPass] | None:
+        """The logits and loss of ``(x, y)`` and the ``LoopPass`` that fills ``.grad`` without
+        the autograd graph (``_Switchable.loop_pass``: the network loop at
+        ``granularity="network"``, the same bits as ``loss.backward()``), or ``None`` where the
+        graph is needed: a loss other than the cross-entropy, ``model.compile``, a strategy of
+        several devices (DDP reduces the gradients from autograd's hooks), besides what the
+        network's ``loop_pass`` itself refuses."""
+        trainer = self._trainer
+        if (trainer is None or self.loss_name != "cross_entropy" or self.model_config.compile
+                or not isinstance(trainer.strategy, SingleDeviceStrategy)):
+            return None
+        return self.net.loop_pass(x, y, self.loss_name)
+
+    def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        """Lightning's backward of the training step's loss: this step's ``LoopPass`` where
+        ``training_step`` ran one (no graph: the loss Lightning passes, divided by
+        ``accumulate_grad_batches``, is a plain tensor), else ``loss.backward()``."""
+        pending, self._pending = self._pending, None
+        if pending is None or loss.requires_grad:
+            super().backward(loss, *args, **kwargs)
+            return
+        k = self.trainer.accumulate_grad_batches  # Lightning's loss / k, as its backward would
+        one = torch.ones_like(pending.loss)
+        pending.backward(one if k == 1 else one / k)
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         if self.automatic_optimization:
-            _, loss = self.output_and_loss(batch)
+            self._pending = None
+            got = self.loop_pass(*batch)
+            if got is None:
+                _, loss = self.output_and_loss(batch)
+            else:
+                _, loss, self._pending = got
         else:
             loss = self._stepped(*batch)
         n = batch[0].shape[0]
@@ -224,7 +257,8 @@ class LearnTask(L.LightningModule):
         opt = build_optimizer(self.net.parameters(), self.optimizer_config)
         if not self.automatic_optimization:
             self.train_step = TrainStep(lambda x, y: self.output_and_loss((x, y))[1], opt,
-                                        mode=self.step_mode, precision=self.trainer.precision)
+                                        mode=self.step_mode, precision=self.trainer.precision,
+                                        loop_fn=self.loop_pass)
             self.train_step.load_state_dict(getattr(self, "_train_step_state", {}))
             opt = StepOptimizer(self.train_step)
         total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
