@@ -130,6 +130,7 @@ def _refusals():
         "global hook": hooked(lambda n: torch.nn.modules.module.register_module_forward_hook(
             lambda *a: None)),
         "parametrization": parametrized,
+        "every parameter frozen": lambda: _mlp().requires_grad_(False).loop_pass(x, y),
         "no_grad": under(torch.no_grad),
         "autocast": under(lambda: torch.autocast("cpu", dtype=torch.bfloat16)),
         "anomaly detection": under(torch.autograd.detect_anomaly),

@@ -119,6 +119,8 @@ class _Switchable(nn.Module):
         x, chain = self._loop_input(x), self._chain()
         if self._forward_hooks or self._forward_pre_hooks or _hooked(chain):
             return None
+        if not any(p.requires_grad for m in chain for p in m.parameters()):
+            return None  # nothing to train: loss.backward() says so
         value, logits, _, pending = network_cross_entropy_pass(x, target, chain)
         return logits, value, pending
 
