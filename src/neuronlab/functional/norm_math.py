@@ -19,8 +19,8 @@ registered in ``LAYER_MATH`` without touching the loop.
 
 The norms' functions are called through ``norm``'s namespace (``N.``), as its Functions call
 them: a formula patched there (a planted bug) reaches every granularity. The layer before a
-norm runs without its activation (its ``pre_activation``), as the op path
-runs it: the ``conv``/``dense`` math with activation ``identity``.
+norm runs without its activation (its ``pre_activation``), as the op path runs it: the
+``conv``/``dense`` math with activation ``identity``.
 """
 
 from __future__ import annotations
