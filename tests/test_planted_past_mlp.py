@@ -44,7 +44,8 @@ CASES = {
         | {"norms.0.weight", "norms.0.bias", "norms.1.weight", "norms.1.bias"}),
     "layer_norm backward without the variance term": (
         lambda: CNN((1, 40), 10, norm="layer"),
-        ["model=cnn", "model.norm=layer", "data=mnist1d", "data.n_samples=600"],
+        ["model=cnn", "model.norm=layer", "model.granularity=op", "data=mnist1d",
+         "data.n_samples=600"],
         {f"layers.{i}.{p}" for i in (0, 1, 2) for p in ("weight", "bias")}
         | {f"norms.{i}.{p}" for i in (0, 1) for p in ("weight", "bias")}),
     "max_pool1d gradient at the wrong index": (

@@ -2,8 +2,8 @@
 with its activation, max and average pooling, and the reshapes between them — each the pair
 of plain functions its op-level Function wraps (``conv_forward``/``conv_backward``,
 ``max_pool_*``, ``avg_pool_*``, the activations' chain steps), registered in ``LAYER_MATH``
-without touching the loop. Norms and dropout are not in the loop yet: a network that holds
-them runs op by op.
+without touching the loop. Norms, the activation after a norm and dropout are
+``norm_math.py``'s (a normalized convolution runs here with activation ``identity``).
 """
 
 from __future__ import annotations

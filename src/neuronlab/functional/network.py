@@ -48,7 +48,7 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
-from . import conv_math  # noqa: F401 - registers the CNN's layers (conv, pool, reshape)
+from . import conv_math, norm_math  # noqa: F401 - register the CNN's layers, norms, dropout
 from .dispatch import unwrap_dead_wrappers
 from .layer_math import (
     LAYER_MATH,

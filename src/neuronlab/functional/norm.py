@@ -14,9 +14,8 @@ of the set) collapses to one line — backprop ninja's formula for the biased va
 
 (the −Σdh term is the path through μ, the −x̂Σ(dh x̂) term the path through σ²). In evaluation
 mode batch norm uses the running statistics, constants, so ∂L/∂x = γ g σ⁻¹ alone. Backward
-recomputes μ, σ⁻¹ and x̂ from the saved input with differentiable ops (double backward needs the
-statistics as functions of x). The op-by-op version, node by node, is the test's witness
-(``tests/test_ops_norm.py``).
+recomputes μ, σ⁻¹ and x̂ from the saved input with differentiable ops (double backward needs
+the statistics as functions of x). The node-by-node version is ``tests/test_ops_norm.py``'s.
 
 Running statistics (batch norm, training): updated in place as torch does, with the batch's
 *unbiased* variance: r_μ ← (1 − m) r_μ + m μ, r_σ² ← (1 − m) r_σ² + m σ² n/(n − 1). The
@@ -152,6 +151,26 @@ def batch_norm_backward(grad_output: Tensor, input: Tensor, running_mean: Tensor
     return grad_input, *grads
 
 
+def values_per_channel(input: Tensor, training: bool) -> int:
+    """n, the entries of each channel's statistics; n ≤ 1 in training is refused (as torch)."""
+    n = input.numel() // max(input.shape[1], 1)
+    if training and n <= 1:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
+                         f"got input of shape {tuple(input.shape)}")
+    return n
+
+
+def update_running_stats(running_mean: Tensor | None, running_var: Tensor | None,
+                         mean: Tensor, var: Tensor, n: int, momentum: float) -> None:
+    """In place, from the batch's μ and biased σ² over n entries (the module docstring)."""
+    with torch.no_grad():
+        if running_mean is not None:
+            running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
+        if running_var is not None:
+            unbiased = var * (n / (n - 1))
+            running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+
+
 # ---- the Functions ------------------------------------------------------------------------
 
 
@@ -269,21 +288,13 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm: running_mean and running_var must be given with "
                          "training=False")
-    n = input.numel() // max(channels, 1)
-    if training and n <= 1:
-        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
-                         f"got input of shape {tuple(input.shape)}")
+    n = values_per_channel(input, training)
     if momentum is None or isinstance(momentum, bool) or not isinstance(momentum, int | float):
         raise TypeError(f"batch_norm: momentum must be a float, got {momentum!r} (a cumulative "
                         "average passes 1/num_batches_tracked)")
     input, weight, bias = autocast_inputs(BATCH_NORM, input, weight, bias)
     out, mean, var = BatchNormFunction.apply(input, running_mean, running_var, weight, bias,
                                              bool(training), float(eps))
-    if training and running_mean is not None:
-        with torch.no_grad():
-            running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
-    if training and running_var is not None:
-        with torch.no_grad():
-            unbiased = var * (n / (n - 1))
-            running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+    if training:  # the running statistics, in place
+        update_running_stats(running_mean, running_var, mean, var, n, momentum)
     return out

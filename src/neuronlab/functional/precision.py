@@ -83,10 +83,14 @@ def autocast_dtype(rule: DtypeRule, device_type: str) -> torch.dtype | None:
 def autocast_inputs(rule: DtypeRule, *tensors: Tensor | None) -> tuple[Tensor | None, ...]:
     """Cast ``tensors`` as autocast would for this op (a no-op outside autocast).
 
-    The device type is the first tensor's. Like autocast, only floating tensors on that device
-    are cast, float64 never, and ``None`` (an absent bias or weight) passes through.
+    The device type is the first tensor's (the first not ``None``). Like autocast, only
+    floating tensors on that device are cast, float64 never, and ``None`` (an absent bias or
+    weight) passes through.
     """
-    device_type = tensors[0].device.type
+    first = next((t for t in tensors if t is not None), None)
+    if first is None:
+        return tensors
+    device_type = first.device.type
     dtype = autocast_dtype(rule, device_type)
     if dtype is None:
         return tensors

@@ -8,15 +8,17 @@ arrives flat, ``(B, n_features)``; the data set's ``layout`` says how to view it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
+import torch
 from torch import Tensor, nn
 
 from ..functional import get_activation
 from ..functional.conv import _padding
 from ..functional.network import register_layer
 from .conv import Conv1d, Conv2d, _ConvNd
-from .dense import Layer, _check_size
+from .dense import Layer, _check_size, _describe_layer
 from .dropout import Dropout
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pooling import AvgPool, MaxPool, _Pool
@@ -56,10 +58,10 @@ class CNN(_Stack):
         norm: ``"batch"``, ``"layer"`` or ``None``, between each convolution and its activation.
         dropout: drop probability before the linear layer.
         granularity: with manual backprop, ``"network"`` runs the whole CNN and its
-            cross-entropy as one Function (``functional.network``: the convolutions, pools,
-            flatten and linear layer in the textbook loop) where it has no norm or dropout
-            (their math is not in the loop yet: such a CNN runs op by op); ``"op"`` (or
-            ``"layer"``) one Function per op.
+            cross-entropy as one Function (``functional.network``: the convolutions, norms,
+            activations, pools, flatten, dropout and linear layer in the textbook loop; a
+            layer norm under CUDA autocast, which computes in float32 there, runs op by op);
+            ``"op"`` (or ``"layer"``) one Function per op.
         pool: ``"max"``, ``"avg"`` or ``None``: a window-2 pooling (stride 2) after each
             activation, LeNet's way to downsample. The pooling then does what the stride did:
             the convolutions run with stride 1.
@@ -134,14 +136,18 @@ class CNN(_Stack):
 
     def _loops(self) -> bool:
         """Whether the whole network runs as one Function (see ``granularity``)."""
-        return super()._loops() and self.norm is None and self.dropout.p == 0
+        return super()._loops() and loop_casts_as_ops(self.norm)
 
-    def _chain(self) -> Sequence[nn.Module]:
-        """The layers the network loop runs: each convolution (and its pool), the flatten,
-        the linear layer."""
-        convs = [m for i, c in enumerate(self.layers[:-1])
-                 for m in ((c, self.pools[i]) if self.pool else (c,))]
-        return (*convs, self.flatten, self.layers[-1])
+    def _chain(self) -> Sequence:
+        """The steps the network loop runs, as ``features`` runs them: each convolution (or,
+        with a norm, its weighted sum, the norm, the activation) and its pool, the flatten,
+        the dropout (while it drops), the linear layer."""
+        steps: list = []
+        for i, conv in enumerate(self.layers[:-1]):
+            steps += normed_steps(conv, self.norms[i], self.norm, self.activation)
+            if self.pool:
+                steps.append(self.pools[i])
+        return (*steps, self.flatten, *dropping(self.dropout), self.layers[-1])
 
     def _loop_input(self, x: Tensor) -> Tensor:
         return x.reshape(x.shape[0], *self.layout)
@@ -150,6 +156,59 @@ class CNN(_Stack):
         if self._loops():
             return self._loop(x, logits=True)
         return super().pre_activation(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._loops():
+            return self._loop(x, logits=False)
+        return super().forward(x)
+
+
+# ---- the steps of the network loop that are no module's forward -----------------------------
+
+
+class _Step:
+    """A step of the network loop that is not a module's ``forward``, so it runs no forward
+    hooks (as the op path's plain function calls run none)."""
+
+    _forward_hooks: Mapping = MappingProxyType({})
+
+    def __init__(self, of: nn.Module | str) -> None:
+        self.of = of
+
+
+class _ConvSum(_Step):
+    """A convolution's z = b + W ⋆ x alone (``pre_activation``): its norm and activation
+    follow."""
+
+
+class _DenseSum(_Step):
+    """A dense layer's z = x Wᵀ + b alone (``pre_activation``)."""
+
+
+class _Activation(_Step):
+    """The activation ``of`` (a name) after a norm: a = f(z)."""
+
+
+def normed_steps(layer: nn.Module, norm: nn.Module, kind: str | None,
+                 activation: str) -> tuple:
+    """A weighted layer in the loop: itself, or with a norm ``kind`` between its weighted sum
+    and its activation, those three steps."""
+    if kind is None:
+        return (layer,)
+    weighted = _ConvSum(layer) if isinstance(layer, _ConvNd) else _DenseSum(layer)
+    return weighted, norm, _Activation(activation)
+
+
+def dropping(dropout: Dropout) -> tuple:
+    """The dropout as a step of the loop while it drops (in training, p > 0), else none."""
+    return (dropout,) if dropout.training and dropout.p > 0 else ()
+
+
+def loop_casts_as_ops(norm: str | None) -> bool:
+    """Whether the loop computes a network normalized by ``norm`` in the dtypes its ops do:
+    not a layer norm under CUDA autocast (float32 there, a cast the loop's layers after it do
+    not make)."""
+    return norm != "layer" or not torch.is_autocast_enabled("cuda")
 
 
 def _describe_conv(conv: _ConvNd, logits: bool) -> tuple[tuple, tuple]:
@@ -172,5 +231,9 @@ def _describe_flatten(flatten: nn.Flatten, logits: bool) -> tuple[tuple, tuple]:
 
 
 register_layer(_ConvNd, "conv", _describe_conv)
+register_layer(_ConvSum, "conv", lambda step, logits: (
+    ("identity", *_describe_conv(step.of, logits)[0][1:]), (step.of.weight, step.of.bias)))
+register_layer(_DenseSum, "dense", lambda step, logits: _describe_layer(step.of, True))
+register_layer(_Activation, "activation", lambda step, logits: ((step.of,), ()))
 register_layer(_Pool, "pool", _describe_pool)
 register_layer(nn.Flatten, "reshape", _describe_flatten)

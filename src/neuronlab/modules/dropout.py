@@ -3,12 +3,13 @@ scaled by 1/(1 − p), so the expected value is unchanged; in evaluation, the id
 
 The backward is the same mask times the same scale: a dropped value passes no gradient.
 The mask is drawn from torch's generator, so a seed reproduces it (``neuronlab.functional
-.dropout``)."""
+.dropout``); the network loop draws the same one (``functional/norm_math.py``)."""
 
 from __future__ import annotations
 
 from torch import Tensor
 
+from ..functional.network import register_layer
 from .dense import _Switchable
 from .switch import op
 
@@ -35,3 +36,7 @@ class Dropout(_Switchable):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, backprop={self._backprop!r}"
+
+
+register_layer(Dropout, "dropout",  # in evaluation p = 0: nothing drawn, as ``forward``
+               lambda dropout, logits: ((dropout.p if dropout.training else 0.0,), ()))

@@ -46,6 +46,10 @@ class EmbeddingMLP(ResMLP):
         self.embedding = embedding
         self.n_tokens = n_tokens
 
+    def _loops(self) -> bool:
+        """Never: the lookup has no math in the network loop (an embedding MLP runs op by op)."""
+        return False
+
     def tokens(self, x: Tensor) -> Tensor:
         """``(B, n_tokens)`` int64 indices of the rows ``x`` (floats holding integers)."""
         return x.reshape(x.shape[0], self.n_tokens).to(torch.int64)

@@ -178,7 +178,8 @@ def build_network(config: ModelConfig, n_in: int, n_classes: int,
     if config.kind == "resmlp" or config.norm or config.dropout:
         return ResMLP([n_in, *config.hidden, n_out], activation=config.activation,
                       residual=config.kind == "resmlp", norm=config.norm,
-                      dropout=config.dropout, backprop=config.backprop)
+                      dropout=config.dropout, backprop=config.backprop,
+                      granularity=config.granularity)
     if config.kind == "mlp":
         return MLP([n_in, *config.hidden, n_out], activation=config.activation,
                    output_activation=config.output_activation, backprop=config.backprop,

@@ -8,7 +8,8 @@
   is there because every x moved μ_B (``neuronlab-explain batchnorm`` shows it node by node).
 - ``LayerNorm``: statistics per row over the last axes; the same formula, no running state.
 
-The formulas live beside the ops (``neuronlab.functional.batch_norm``, ``layer_norm``).
+The formulas live beside the ops (``neuronlab.functional.batch_norm``, ``layer_norm``); both
+modules are registered with the network loop (``functional/norm_math.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..functional.network import register_layer
 from .dense import _check_size, _Switchable
 from .switch import op
 
@@ -94,15 +96,22 @@ class _BatchNorm(_Switchable):
         if x.dim() not in want:
             raise ValueError(f"{type(self).__name__} expects input of "
                              f"{' or '.join(map(str, want))} dims, got shape {tuple(x.shape)}")
+        use_batch, momentum = self._count_batch()
+        return op("batch_norm", self._backprop)(  # updates the running statistics in place
+            x, self.running_mean, self.running_var, self.weight, self.bias, use_batch,
+            momentum, self.eps)
+
+    def _count_batch(self) -> tuple[bool, float]:
+        """What each forward does before normalizing (the op path and the network loop alike):
+        count the batch in training; whether the batch's own statistics are used, and the
+        running statistics' momentum."""
         momentum = 0.0 if self.momentum is None else self.momentum
         use_batch = self.training or self.running_mean is None
         if self.training and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             if self.momentum is None:  # a cumulative average: the k-th batch weighs 1/k
                 momentum = 1.0 / float(self.num_batches_tracked)
-        return op("batch_norm", self._backprop)(  # updates the running statistics in place
-            x, self.running_mean, self.running_var, self.weight, self.bias, use_batch,
-            momentum, self.eps)
+        return use_batch, momentum
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
@@ -122,3 +131,19 @@ class BatchNorm2d(_BatchNorm):
     Args and buffers are ``torch.nn.BatchNorm2d``'s, plus ``backprop``."""
 
     dims = 2
+
+
+def _describe_batch_norm(norm: _BatchNorm, logits: bool) -> tuple[tuple, tuple]:
+    """A batch norm in the network loop; describing it for a forward counts the batch, as its
+    own forward does (``_count_batch``). The running statistics are a parameter of the loop
+    where they normalize (evaluation), else the ones to update (``functional/norm_math.py``)."""
+    use_batch, momentum = norm._count_batch()
+    stats = (norm.running_mean, norm.running_var)
+    if use_batch:
+        return (True, momentum, norm.eps, stats), (norm.weight, norm.bias, None, None)
+    return (False, momentum, norm.eps, ()), (norm.weight, norm.bias, *stats)
+
+
+register_layer(_BatchNorm, "batch_norm", _describe_batch_norm)
+register_layer(LayerNorm, "layer_norm", lambda norm, logits: (
+    (norm.normalized_shape, norm.eps), (norm.weight, norm.bias)))
