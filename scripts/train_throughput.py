@@ -34,7 +34,7 @@ CONFIGS = {
                    "callbacks.gradient_audit=null", "callbacks.gradient_flow=null"],
     "mnist1d": ["experiment=mnist1d_mlp", "trainer.max_epochs=10"],
 }
-COMMON = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
+COMMON = ["callbacks.progress_bar=null", "++trainer.enable_progress_bar=false"]
 KEYS = ("train_samples_per_s", "train_samples_per_s_last_epoch")
 
 

@@ -63,6 +63,45 @@ def test_a_cnn_pass_gives_loss_backwards_bits(pool):
     assert torch.equal(l1, l2) and all(torch.equal(a, b) for a, b in zip(g1, g2, strict=True))
 
 
+@pytest.mark.parametrize("kind", ["mlp-batch-dropout", "cnn-layer-dropout", "cnn-batch-eval"])
+def test_norms_and_dropout_in_the_pass_give_the_same_bits_masks_and_statistics(kind):
+    from neuronlab.modules.resmlp import ResMLP
+
+    torch.manual_seed(0)
+    if kind.startswith("mlp"):
+        net, x = ResMLP([5, 6, 6, 4], residual=False, norm="batch", dropout=0.3,
+                        granularity="network").double(), _batch(5)[0]
+    else:
+        net = CNN([1, 12], 4, channels=(3, 2), norm=kind.split("-")[1], pool="max",
+                  dropout=0.0 if kind.endswith("eval") else 0.25, granularity="network")
+        net, x = net.double(), _batch(12)[0]
+    net.train(not kind.endswith("eval"))
+    y = _batch(5)[1]
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    out = []
+    for use_pass in (False, True):
+        net.load_state_dict(state)
+        torch.manual_seed(1)  # the same dropout masks
+        net.zero_grad(set_to_none=True)
+        if use_pass:
+            _, loss, pending = net.loop_pass(x, y)
+            pending.backward()
+        else:
+            loss = net.logits_and_loss(x, y, "cross_entropy")[1]
+            loss.backward()
+        out.append([loss.detach(), *(p.grad for p in net.parameters()), *net.buffers()])
+    assert all(torch.equal(a, b) for a, b in zip(*out, strict=True))
+
+
+def test_a_hook_on_a_layer_inside_a_normed_step_refuses_the_pass():
+    net = CNN([1, 12], 4, channels=(3, 2), norm="batch", granularity="network").double()
+    x, y = _batch(12)
+    assert net.loop_pass(x, y) is not None
+    handle = net.layers[0].weight.register_hook(lambda g: g)  # the conv behind a _ConvSum step
+    assert net.loop_pass(x, y) is None
+    handle.remove()
+
+
 def test_a_second_pass_adds_into_grad_as_autograd_accumulates():
     net = _mlp()
     x, y = _batch(5)

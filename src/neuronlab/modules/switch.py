@@ -117,9 +117,11 @@ class _Switchable(nn.Module):
                 or torch._C._are_functorch_transforms_active()):
             return None
         x, chain = self._loop_input(x), self._chain()
-        if self._forward_hooks or self._forward_pre_hooks or _hooked(chain):
+        modules = [m if isinstance(m, nn.Module) else m.of for m in chain  # a step: its layer
+                   if isinstance(m, nn.Module) or isinstance(getattr(m, "of", None), nn.Module)]
+        if self._forward_hooks or self._forward_pre_hooks or _hooked(modules):
             return None
-        if not any(p.requires_grad for m in chain for p in m.parameters()):
+        if not any(p.requires_grad for m in modules for p in m.parameters()):
             return None  # nothing to train: loss.backward() says so
         value, logits, _, pending = network_cross_entropy_pass(x, target, chain)
         return logits, value, pending
