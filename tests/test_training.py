@@ -246,6 +246,11 @@ def test_the_run_reports_training_throughput_without_validation_time(tmp_path):
     assert steps == [record["steps"] // 3 * (e + 1) - 1 for e in range(3)]
     last = record["train_samples_per_s_last_epoch"]
     assert last == pytest.approx(rates[-1]) and stored["train_samples_per_s_last_epoch"] == last
+    # the audit's comparisons (steps 0 and 50 of 96-row batches) are checks, not training
+    assert stored["audit_seconds"] == record["audit_seconds"] == round(meter.check_seconds, 3)
+    assert meter.check_seconds > 0 and record["train_seconds"] == round(meter.seconds, 3)
+    off = run(tmp_path / "off", "data=moons", "model=mlp", "callbacks.gradient_audit=null")
+    assert off["audit_seconds"] == 0
 
 
 @pytest.mark.filterwarnings("ignore:.*could not find the monitored key")  # 7 steps: no val yet

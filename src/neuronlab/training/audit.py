@@ -19,6 +19,7 @@ from ..gradcheck.rounding import (
     unit_roundoff,
 )
 from ..modules.dropout import Dropout
+from .throughput import checking
 
 
 def _compute_dtype(trainer: L.Trainer, param_dtype: torch.dtype) -> torch.dtype:
@@ -132,6 +133,10 @@ class GradientAudit(L.Callback):
         if self._batch is None or net.backprop != "manual" or trainer.accumulate_grad_batches > 1:
             return  # with accumulation, .grad holds several batches: nothing to compare
         batch, self._batch = self._batch, None
+        with checking(trainer, pl_module):  # a check, not training: out of the throughput
+            self._audit(trainer, pl_module, net, batch)
+
+    def _audit(self, trainer: L.Trainer, pl_module: L.LightningModule, net, batch) -> None:
         try:
             terms = network_gradient_terms(net, batch[0], batch[1], pl_module.loss_name,
                                            rng_state=self._rng)

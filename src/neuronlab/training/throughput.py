@@ -8,11 +8,16 @@ every queued step is counted in the time it took. It writes ``perf/train_samples
 epoch to the logger; ``samples_per_s`` (over the whole ``fit``: compile, graph capture and the
 eager steps of the gradient audit and flow included) and ``last_epoch_samples_per_s`` go into
 the run's record. Under DDP the rows of every process are counted (one all-reduce per epoch).
+The gradient audit's comparison (its bound and its autograd pass, on its steps) is a check,
+as validation is, not training: ``checking(trainer)`` leaves its seconds out of the training
+time and counts them in ``check_seconds``; the audited step's own forward and backward stay in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
@@ -37,6 +42,7 @@ class TrainThroughput(L.Callback):
         self._t0: float | None = None  # when the running stretch of training time began
         self._in_epoch = False
         self.last_epoch_samples_per_s: float | None = None  # past warm-up, compile, capture
+        self.check_seconds = 0.0  # the gradient audit's comparisons, left out of the above
 
     @property
     def samples_per_s(self) -> float | None:
@@ -85,3 +91,21 @@ class TrainThroughput(L.Callback):
                 trainer.logger.log_metrics(
                     {"perf/train_samples_per_s": self.last_epoch_samples_per_s},
                     step=max(trainer.global_step - 1, 0))
+
+
+@contextlib.contextmanager
+def checking(trainer: L.Trainer, pl_module: L.LightningModule) -> Iterator[None]:
+    """Leave the time inside out of the run's training time (a check such as the gradient
+    audit's comparison) and count it in ``TrainThroughput.check_seconds``."""
+    meter = next((c for c in getattr(trainer, "callbacks", ()) if isinstance(c, TrainThroughput)),
+                 None)
+    if meter is None or meter._t0 is None:
+        yield
+        return
+    meter._pause(pl_module)
+    start = _now(pl_module.device)
+    try:
+        yield
+    finally:
+        meter._resume(pl_module)
+        meter.check_seconds += meter._t0 - start
