@@ -104,10 +104,14 @@ NOTES = {
               "with weights is manual_over_autograd_saved_bytes_incl_weights (manual's "
               "LinearFunction also saves the first layer's weight, which autograd skips as "
               "that layer's input needs no gradient). On CUDA the peak of "
-              "torch.cuda.max_memory_allocated over one step is reported too.",
+              "torch.cuda.max_memory_allocated over one step is reported too. The manual "
+              "step's LoopPass keeps the tensors NetworkFunction saves (network._kept), so "
+              "its bytes are measured through the Function.",
     "modes": "manual = neuronlab-train's default manual path, model.granularity=network: the "
              "whole network and its cross-entropy as one hand-written Function whose backward "
-             "is the textbook loop (neuronlab.functional.network); fused = one Function per "
+             "is the textbook loop (neuronlab.functional.network), which an eager step runs "
+             "without the autograd graph (TrainStep's loop_fn = the network's loop_pass: "
+             "functional.loop_pass, the same bits); fused = one Function per "
              "layer (granularity=layer, neuronlab.functional.dense); op = one Function per op "
              "(granularity=op: the teaching path, what neuronlab-explain and neuronlab-check "
              "show); autograd = plain torch ops. All three manual granularities compute the "
