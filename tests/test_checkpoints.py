@@ -247,3 +247,13 @@ def test_atomic_writes_are_readable_as_a_plain_open_would_make_them(tmp_path):
     path = tmp_path / "metrics.json"
     atomic_write_bytes(path, b"{}")
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
+
+
+def test_last_ckpt_is_every_finished_epoch_even_where_validation_is_every_n(tmp_path):
+    # mnist1d_cnn validates every 5 epochs; last.ckpt must still follow every epoch, else a
+    # killed run loses up to 4 of them
+    record = train(compose([*FAST, "data=moons", "model=mlp", "trainer.max_epochs=2",
+                            "+trainer.check_val_every_n_epoch=3"], output_dir=tmp_path))
+    assert record["status"] == "ok"
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (1, record["steps"])
