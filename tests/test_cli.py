@@ -25,6 +25,7 @@ def neuronlab_train(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # a whole neuronlab-train process (~6 s)
 def test_default_run_prints_weights_accuracy_and_tensorboard(tmp_path):
     proc = neuronlab_train(tmp_path, *FAST)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -64,6 +64,7 @@ def test_cnn_trains_on_signals_and_images(tmp_path, data, conv, n_params):
     ["model=embedmlp", "data=digits", "data.n_samples=600", "data.standardize=false",
      "model.dropout=0.2"],
 ])
+@pytest.mark.slow  # six 2+2 vs 4 epoch runs (~5 s)
 def test_resume_carries_every_new_layer(tmp_path, overrides):
     """Two epochs, then two more from the checkpoint: the weights and BatchNorm's running
     statistics end where four epochs in one go end, bit for bit — with dropout too (the

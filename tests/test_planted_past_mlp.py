@@ -104,6 +104,7 @@ def test_the_audit_catches_the_plant_mid_training(tmp_path, monkeypatch, name):
     assert audit.audits == step // 10 + 1  # every audit before the plant passed
 
 
+@pytest.mark.slow  # 15 audits per model (~5 s)
 @pytest.mark.parametrize("name", CASES)
 def test_no_alarm_without_the_plant(tmp_path, name):
     _, overrides, _ = CASES[name]

@@ -85,6 +85,7 @@ def test_every_config_option_composes_and_builds(tmp_path, group, option):
     assert trainer.max_epochs == cfg.trainer.max_epochs
 
 
+@pytest.mark.slow  # an experiment's number (~2 s)
 def test_digits_mlp_reaches_95_percent(tmp_path):
     record = run(tmp_path, "data=digits", "model=mlp", "trainer.max_epochs=30",
                  "optimizer.lr=0.1")
