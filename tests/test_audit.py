@@ -90,6 +90,7 @@ def test_audit_passes_the_right_backward(tmp_path, activation):
 # ---- every planted bug is caught, mid-training ---------------------------------------------
 
 
+@pytest.mark.slow  # 20 short trainings (~6 s); the per-op plant tests stay fast
 @pytest.mark.parametrize("name", IN_MODELS)
 def test_a_bug_swapped_in_mid_training_is_caught(tmp_path, monkeypatch, name):
     plant = PLANTS[name]

@@ -63,6 +63,7 @@ def _options(group: str) -> list[str]:
     [(g, o) for g in ("data", "model", "init", "optimizer", "scheduler", "trainer", "logger",
                       "callbacks", "experiment") for o in _options(g)],
 )
+@pytest.mark.slow  # 40 options × compose + build (~9 s)
 def test_every_config_option_composes_and_builds(tmp_path, group, option):
     from neuronlab.training.run import build
 
