@@ -52,9 +52,9 @@ class LoopPass:
             for p, g in zip(self.params, param_grads, strict=True):
                 if g is None or p is None:
                     continue
-                if p.grad is None:  # as autograd's AccumulateGrad: the tensor itself, or a
+                if p.grad is None:  # as AccumulateGrad: the tensor itself, or a copy of it
                     p.grad = g if _same_layout(g, p) else torch.empty_like(p).copy_(g)
-                else:  # copy with the parameter's layout; a second pass adds in place
+                else:  # in the parameter's layout; a later pass (accumulation) adds in place
                     p.grad.add_(g)
 
 
