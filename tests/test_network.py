@@ -303,21 +303,12 @@ def test_fused_is_the_old_name_of_granularity_layer():
 
 
 def test_a_network_run_is_the_op_run_bit_for_bit_flow_statistics_included(tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from neuronlab.config import compose
-    from neuronlab.training.run import train
+    from granularity_runs import op_and_network_runs
 
     common = ["data=moons", "model=mlp", "model.activation=tanh", "trainer.max_epochs=2",
               "callbacks.progress_bar=null", "callbacks.gradient_flow.every_n_steps=5",
               "callbacks.gradient_audit.every_n_steps=5"]
-    runs, flow = {}, {}
-    for g in ("op", "network"):
-        runs[g] = train(compose([*common, f"model.granularity={g}"], output_dir=tmp_path / g))
-        acc = EventAccumulator(str(tmp_path / g / "tb"), size_guidance={"scalars": 0})
-        acc.Reload()
-        flow[g] = {t: [e.value for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]
-                   if t.startswith("flow/")}
+    runs, flow = op_and_network_runs(tmp_path, common, ("flow/",))
     assert all(r["status"] == "ok" for r in runs.values())
     assert runs["network"]["task"].net.granularity == "network"
     a, b = (r["task"].net.state_dict() for r in (runs["op"], runs["network"]))

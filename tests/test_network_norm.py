@@ -220,21 +220,12 @@ def test_what_is_no_chain_runs_op_by_op():
 def test_a_normalized_run_with_dropout_at_network_is_the_op_run_bit_for_bit(tmp_path):
     """Two epochs with the gradient audit and the gradient-flow statistics on: the same
     weights, running statistics and flow statistics at either granularity."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from neuronlab.config import compose
-    from neuronlab.training.run import train
+    from granularity_runs import op_and_network_runs
 
     common = ["data=moons", "model=mlp", "model.hidden=[8,8]", "model.norm=batch",
               "model.dropout=0.2", "trainer.max_epochs=2", "callbacks.progress_bar=null",
               "callbacks.gradient_flow.every_n_steps=3", "callbacks.gradient_audit.every_n_steps=3"]
-    runs, flow = {}, {}
-    for g in ("op", "network"):
-        runs[g] = train(compose([*common, f"model.granularity={g}"], output_dir=tmp_path / g))
-        acc = EventAccumulator(str(tmp_path / g / "tb"), size_guidance={"scalars": 0})
-        acc.Reload()
-        flow[g] = {t: [e.value for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]
-                   if t.startswith(("flow/", "grad_audit/"))}
+    runs, flow = op_and_network_runs(tmp_path, common, ("flow/", "grad_audit/"))
     assert all(r["status"] == "ok" for r in runs.values())
     assert runs["network"]["task"].net._loops()
     a, b = (r["task"].net.state_dict() for r in (runs["op"], runs["network"]))

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .network import NetworkFunction, _kept, _plan, backprop
+from .network import NetworkFunction, _kept, _plan, backprop, check_class_targets
 
 
 class LoopPass:
@@ -76,11 +76,7 @@ def network_cross_entropy_pass(input: Tensor, target: Tensor, layers: Sequence[A
     if torch.is_autocast_enabled(input.device.type) or input.requires_grad:
         raise ValueError("network_cross_entropy_pass: not under autocast, and not for an input "
                          "that wants a gradient (use network_cross_entropy)")
-    if target.dim() != 1 or target.is_floating_point() or input.dim() < 2 or \
-            target.shape[0] != input.shape[0]:
-        raise ValueError(f"network_cross_entropy_pass: expected input (N, …) and class indices "
-                         f"(N,), got input {tuple(input.shape)} and target "
-                         f"{tuple(target.shape)} ({target.dtype})")
+    check_class_targets("network_cross_entropy_pass", input, target)
     input, plan, params = _plan(input, layers, logits=True)
     if any(p is not None and not p.is_leaf for p in params):
         raise ValueError("network_cross_entropy_pass: every parameter must be a leaf tensor "

@@ -215,6 +215,14 @@ def network(input: Tensor, layers: Sequence[Any], logits: bool = False
     return outs[0], (*outs[1:len(plan)], outs[0])
 
 
+def check_class_targets(name: str, input: Tensor, target: Tensor) -> None:
+    """``ValueError`` unless ``input`` is ``(N, …)`` and ``target`` its ``(N,)`` class indices."""
+    if target.dim() != 1 or target.is_floating_point() or input.dim() < 2 or \
+            target.shape[0] != input.shape[0]:
+        raise ValueError(f"{name}: expected input (N, …) and class indices (N,), got input "
+                         f"{tuple(input.shape)} and target {tuple(target.shape)} ({target.dtype})")
+
+
 def network_cross_entropy(input: Tensor, target: Tensor, layers: Sequence[Any]
                           ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
     """The network to its logits and the mean cross-entropy against class indices ``target``
@@ -224,11 +232,7 @@ def network_cross_entropy(input: Tensor, target: Tensor, layers: Sequence[Any]
     Returns the loss, the logits and every layer's output (as ``network``). The loss is
     ``cross_entropy``'s: float32 under autocast, else the logits' dtype.
     """
-    if target.dim() != 1 or target.is_floating_point() or input.dim() < 2 or \
-            target.shape[0] != input.shape[0]:
-        raise ValueError(f"network_cross_entropy: expected input (N, …) and class indices "
-                         f"(N,), got input {tuple(input.shape)} and target "
-                         f"{tuple(target.shape)} ({target.dtype})")
+    check_class_targets("network_cross_entropy", input, target)
     autocast = torch.is_autocast_enabled(input.device.type)
     input, plan, params = _plan(input, layers, logits=True)
     outs = NetworkFunction.apply(plan, autocast, input, target.long(), *params)

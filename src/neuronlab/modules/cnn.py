@@ -152,16 +152,6 @@ class CNN(_Stack):
     def _loop_input(self, x: Tensor) -> Tensor:
         return x.reshape(x.shape[0], *self.layout)
 
-    def pre_activation(self, x: Tensor) -> Tensor:
-        if self._loops():
-            return self._loop(x, logits=True)
-        return super().pre_activation(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self._loops():
-            return self._loop(x, logits=False)
-        return super().forward(x)
-
 
 # ---- the steps of the network loop that are no module's forward -----------------------------
 

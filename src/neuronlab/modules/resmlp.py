@@ -81,13 +81,3 @@ class ResMLP(_Stack):
             steps += [*normed_steps(layer, norm, self.norm, self.activation),
                       *dropping(self.dropout)]
         return (*steps, self.layers[-1])
-
-    def pre_activation(self, x: Tensor) -> Tensor:
-        if self._loops():
-            return self._loop(x, logits=True)
-        return super().pre_activation(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self._loops():
-            return self._loop(x, logits=False)
-        return super().forward(x)

@@ -143,10 +143,14 @@ class _Stack(_Switchable):
         raise NotImplementedError
 
     def pre_activation(self, x: Tensor) -> Tensor:
-        """The logits ``(B, n_out)``."""
+        """The logits ``(B, n_out)``: the network loop where it runs (``_loops``)."""
+        if self._loops():
+            return self._loop(x, logits=True)
         return self.layers[-1].pre_activation(self.features(x))
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._loops():
+            return self._loop(x, logits=False)
         return self.layers[-1](self.features(x))
 
 
